@@ -1,0 +1,67 @@
+// Command accountsvc serves accounts, credits and the user's library
+// (api-cpu.nounsai.wtf). `accountsvc migrate` applies the database
+// migrations and exits.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/accountsvc/internal/app"
+	"github.com/nounsai/sdserver/shared/config"
+	"github.com/nounsai/sdserver/shared/logging"
+	"github.com/nounsai/sdserver/shared/migrate"
+	"github.com/nounsai/sdserver/shared/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.LookupEnv)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "accountsvc:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
+	l, err := config.NewLoader(lookup)
+	if err != nil {
+		return err
+	}
+	cfg, err := app.LoadConfig(l)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	log = log.With(zap.String("service", "accountsvc"))
+
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			return migrate.Up(ctx, cfg.DatabaseURL, log)
+		default:
+			return fmt.Errorf("unknown command %q (commands: migrate)", args[0])
+		}
+	}
+
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := web.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx, ln)
+}

@@ -1,0 +1,137 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+)
+
+// Revocations is the real Checker: a Redis deny-list of logged-out tokens
+// plus the per-user token version in PostgreSQL (users.token_version).
+//
+// A token is refused when its jti is on the deny-list; when it carries a
+// version different from the user's current one (a password change or reset
+// bumps it); or, for a legacy token (no version), when the user's version is
+// no longer 0 or the legacy cutoff has passed.
+//
+// Nothing is cached: each Check does one Redis GET-like lookup and one
+// primary-key lookup, so a revocation takes effect on the next request.
+//
+// Redis errors fail open: if the deny-list cannot be read, OnError is called
+// and the token is judged by the database check alone (which still refuses
+// tokens older than a password change). Logout therefore degrades during a
+// Redis outage instead of every signed-in user getting 401 and being thrown
+// out by the frontend. Database errors fail closed (503).
+//
+// Revocations is safe for concurrent use; set the fields before use.
+type Revocations struct {
+	pool         *pgxpool.Pool
+	rdb          redis.UniversalClient
+	prefix       string
+	legacyCutoff time.Time
+
+	// Now is the clock; NewRevocations sets time.Now.
+	Now func() time.Time
+	// OnError receives Redis errors of the deny-list lookup that were
+	// tolerated (fail open); the service logs them. Nil ignores them.
+	OnError func(err error)
+}
+
+// NewRevocations returns a Checker over pool and rdb. keyPrefix is prepended
+// to every Redis key (deny-list keys are keyPrefix+"deny:"+jti). Legacy
+// tokens are refused from legacyCutoff on; the zero time means no cutoff.
+func NewRevocations(pool *pgxpool.Pool, rdb redis.UniversalClient, keyPrefix string, legacyCutoff time.Time) *Revocations {
+	return &Revocations{pool: pool, rdb: rdb, prefix: keyPrefix, legacyCutoff: legacyCutoff, Now: time.Now}
+}
+
+func (r *Revocations) denyKey(jti string) string { return r.prefix + "deny:" + jti }
+
+// Revoke puts the token on the deny-list until it expires (POST /logout).
+// An already expired token needs no entry.
+func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
+	if c.Anonymous || c.JTI == "" {
+		return apperr.Invalid("This token cannot be revoked")
+	}
+	ttl := c.ExpiresAt.Sub(r.Now())
+	if ttl <= 0 {
+		return nil
+	}
+	// Round up so the entry never expires before the token does.
+	ttl = ttl.Truncate(time.Second) + time.Second
+	if err := r.rdb.Set(ctx, r.denyKey(c.JTI), "1", ttl).Err(); err != nil {
+		return apperr.Wrap(apperr.KindUnavailable, "Service temporarily unavailable",
+			fmt.Errorf("deny-list token of user %d: %w", c.UserID, err))
+	}
+	return nil
+}
+
+// Check implements Checker.
+func (r *Revocations) Check(ctx context.Context, c Claims) error {
+	if c.Anonymous {
+		return nil
+	}
+	if c.JTI != "" {
+		n, err := r.rdb.Exists(ctx, r.denyKey(c.JTI)).Result()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("check deny-list: %w", err)
+		case err != nil:
+			if r.OnError != nil {
+				r.OnError(fmt.Errorf("check deny-list for user %d: %w", c.UserID, err))
+			}
+		case n > 0:
+			return apperr.Wrap(apperr.KindUnauthorized, MsgTokenInvalid, errors.New("token is on the deny-list"))
+		}
+	}
+
+	var current int
+	err := r.pool.QueryRow(ctx, `SELECT token_version FROM users WHERE id = $1`, c.UserID).Scan(&current)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return apperr.Wrap(apperr.KindUnauthorized, MsgTokenInvalid, fmt.Errorf("user %d does not exist", c.UserID))
+	}
+	if err != nil {
+		return apperr.Wrap(apperr.KindUnavailable, "Service temporarily unavailable",
+			fmt.Errorf("read token version of user %d: %w", c.UserID, err))
+	}
+	if c.Version == LegacyVersion {
+		if current != 0 {
+			return apperr.Wrap(apperr.KindUnauthorized, MsgTokenInvalid, errors.New("legacy token after a password change"))
+		}
+		if !r.legacyCutoff.IsZero() && !r.Now().Before(r.legacyCutoff) {
+			return apperr.Wrap(apperr.KindUnauthorized, MsgTokenInvalid, errors.New("legacy token after the cutoff"))
+		}
+		return nil
+	}
+	if c.Version != current {
+		return apperr.Wrap(apperr.KindUnauthorized, MsgTokenInvalid,
+			fmt.Errorf("token version %d, user has %d", c.Version, current))
+	}
+	return nil
+}
+
+// Execer runs a statement; *pgxpool.Pool, pgx.Tx and db.Querier satisfy it.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// BumpVersion increments users.token_version of userID, refusing every token
+// issued before (call it in the same transaction as a password change or
+// reset). A missing user is a NotFound error.
+func BumpVersion(ctx context.Context, q Execer, userID int64) error {
+	tag, err := q.Exec(ctx, `UPDATE users SET token_version = token_version + 1 WHERE id = $1`, userID)
+	if err != nil {
+		return fmt.Errorf("bump token version of user %d: %w", userID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return apperr.Wrap(apperr.KindNotFound, "User not found", fmt.Errorf("bump token version: no user %d", userID))
+	}
+	return nil
+}

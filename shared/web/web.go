@@ -1,0 +1,301 @@
+// Package web builds the echo server every service runs: recovery, request
+// IDs, access logs, Prometheus HTTP metrics, CORS as the legacy app, the
+// body limit, and the single error handler that turns every error into
+// JSON in the legacy {"message": ...} shape.
+//
+// This package must never contain routes of a service or domain logic.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// Options configure New. Log and Registry are required.
+type Options struct {
+	// Service names the service in logs and metrics.
+	Service string
+	// Log receives access logs, recovered panics and 5xx causes.
+	Log *zap.Logger
+	// Registry receives the HTTP metrics; /metrics serves it.
+	Registry *prometheus.Registry
+	// BodyLimit is the maximum request body in bytes; 0 means 5 MiB.
+	BodyLimit int64
+	// ExposeHeaders are added to Access-Control-Expose-Headers.
+	ExposeHeaders []string
+	// SkipAccessLog, when set, returns true for requests that are not
+	// access-logged (e.g. /health and /metrics polls).
+	SkipAccessLog func(r *http.Request) bool
+}
+
+// DefaultBodyLimit is the default request body limit (5 MiB).
+const DefaultBodyLimit = 5 << 20
+
+// New returns an echo instance with the shared middleware chain and error
+// handler installed, and GET /metrics registered.
+func New(opts Options) *echo.Echo {
+	if opts.BodyLimit <= 0 {
+		opts.BodyLimit = DefaultBodyLimit
+	}
+	if opts.SkipAccessLog == nil {
+		opts.SkipAccessLog = func(r *http.Request) bool {
+			return r.URL.Path == "/health" || r.URL.Path == "/metrics"
+		}
+	}
+	log := opts.Log.Named("http")
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = ErrorHandler(log)
+	m := newMetrics(opts.Registry, opts.Service)
+	e.Use(
+		requestID(),
+		accessLog(log, m, opts.SkipAccessLog),
+		recoverer(log),
+		cors(opts.ExposeHeaders),
+		bodyLimit(opts.BodyLimit),
+	)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})))
+	return e
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// RequestIDHeader is the header carrying the request ID both ways.
+const RequestIDHeader = "X-Request-ID"
+
+// RequestID returns the request ID stored in ctx by the middleware, or "".
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(requestIDKey).(string)
+	return s
+}
+
+// WithRequestID returns ctx carrying id (for jobs and outgoing calls).
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// NewRequestID returns a fresh random request ID (32 hex characters).
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validRequestID accepts client IDs of up to 128 visible ASCII characters.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			id := req.Header.Get(RequestIDHeader)
+			if !validRequestID(id) {
+				id = NewRequestID()
+			}
+			c.Response().Header().Set(RequestIDHeader, id)
+			c.SetRequest(req.WithContext(WithRequestID(req.Context(), id)))
+			return next(c)
+		}
+	}
+}
+
+func recoverer(log *zap.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						panic(r)
+					}
+					log.Error("panic recovered",
+						zap.String("request_id", RequestID(c.Request().Context())),
+						zap.String("panic", fmt.Sprint(r)),
+						zap.ByteString("stack", debug.Stack()))
+					err = fmt.Errorf("panic: %v", r)
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+func cors(expose []string) echo.MiddlewareFunc {
+	exposed := strings.Join(append([]string{"X-Image-Id", "X-Image-Ids", "X-Request-ID", "Retry-After",
+		"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}, expose...), ", ")
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			h := c.Response().Header()
+			origin := req.Header.Get("Origin")
+			h.Add("Vary", "Origin")
+			if origin == "" {
+				return next(c)
+			}
+			h.Set("Access-Control-Allow-Origin", origin)
+			if req.Method == http.MethodOptions && req.Header.Get("Access-Control-Request-Method") != "" {
+				h.Add("Vary", "Access-Control-Request-Method")
+				h.Add("Vary", "Access-Control-Request-Headers")
+				h.Set("Access-Control-Allow-Methods", "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT")
+				if rh := req.Header.Get("Access-Control-Request-Headers"); rh != "" {
+					h.Set("Access-Control-Allow-Headers", rh)
+				}
+				h.Set("Access-Control-Max-Age", "600")
+				return c.NoContent(http.StatusOK)
+			}
+			h.Set("Access-Control-Expose-Headers", exposed)
+			return next(c)
+		}
+	}
+}
+
+// TooLargeMessage is the legacy 413 body text.
+const TooLargeMessage = "File size exceeds the allowed limit"
+
+func bodyLimit(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.ContentLength > limit {
+				return c.JSON(http.StatusRequestEntityTooLarge, map[string]string{"error": TooLargeMessage})
+			}
+			if req.Body != nil && req.Body != http.NoBody {
+				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+			}
+			return next(c)
+		}
+	}
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry, service string) *metrics {
+	labels := prometheus.Labels{"service": service}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests by route, method and status.", ConstLabels: labels,
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+			ConstLabels: labels, Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"route", "method"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "http_requests_in_flight", Help: "HTTP requests being served.", ConstLabels: labels,
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inflight)
+	return m
+}
+
+func accessLog(log *zap.Logger, m *metrics, skip func(*http.Request) bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			m.inflight.Inc()
+			err := next(c)
+			if err != nil {
+				// Write the error response now so the status is known.
+				c.Error(err)
+			}
+			m.inflight.Dec()
+			req := c.Request()
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			status := c.Response().Status
+			elapsed := time.Since(start)
+			m.requests.WithLabelValues(route, req.Method, strconv.Itoa(status)).Inc()
+			m.duration.WithLabelValues(route, req.Method).Observe(elapsed.Seconds())
+			if !skip(req) {
+				log.Info("request",
+					zap.String("request_id", RequestID(req.Context())),
+					zap.String("method", req.Method),
+					zap.String("route", route),
+					zap.Int("status", status),
+					zap.Duration("latency", elapsed),
+					zap.Int64("bytes_out", c.Response().Size),
+					zap.String("remote", c.RealIP()))
+			}
+			return nil
+		}
+	}
+}
+
+// Listen opens a TCP listener on addr ("host:port"; port 0 picks one).
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// NewServer returns an http.Server for h with timeouts against slow
+// clients. There is no WriteTimeout: generation responses may be slow;
+// handlers bound their own work.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Serve serves srv on ln until ctx is done, then shuts down gracefully,
+// waiting at most drain for in-flight requests. It returns nil after a
+// clean shutdown.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, log *zap.Logger, drain time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("http server listening", zap.String("addr", ln.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("http server draining", zap.Duration("timeout", drain))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("http server shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("http server stopped")
+	return nil
+}

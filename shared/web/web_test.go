@@ -1,0 +1,144 @@
+package web_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/web"
+)
+
+func newTestEcho(t *testing.T) (*echo.Echo, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(), BodyLimit: 1024})
+	e.GET("/panic", func(echo.Context) error { panic("boom: secret internals") })
+	e.GET("/internal", func(echo.Context) error { return errors.New("pq: password=hunter2") })
+	e.GET("/credits", func(echo.Context) error { return apperr.InsufficientCredits(3, 10) })
+	e.GET("/busy", func(echo.Context) error {
+		return apperr.Unavailable("Busy").WithRetryAfter(1500 * time.Millisecond)
+	})
+	e.GET("/missing", func(echo.Context) error { return apperr.NotFound("Image not found").WithKey("error") })
+	e.POST("/echo", func(c echo.Context) error {
+		var v struct {
+			Name string `json:"name"`
+		}
+		if err := web.DecodeJSON(c, &v); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, v)
+	})
+	return e, logs
+}
+
+func do(e *echo.Echo, method, path string, body string, hdr map[string]string) *httptest.ResponseRecorder {
+	var r *http.Request
+	if body != "" {
+		r = httptest.NewRequest(method, path, strings.NewReader(body))
+	} else {
+		r = httptest.NewRequest(method, path, nil)
+	}
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, r)
+	return w
+}
+
+func decode(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	require.Contains(t, w.Header().Get("Content-Type"), "application/json", w.Body.String())
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &m), w.Body.String())
+	return m
+}
+
+func TestErrorsAreJSON(t *testing.T) {
+	t.Parallel()
+	e, logs := newTestEcho(t)
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		want                     map[string]any
+	}{
+		{"unknown route", "GET", "/nope", "", 404, map[string]any{"message": "Not Found"}},
+		{"wrong method", "DELETE", "/credits", "", 405, map[string]any{"message": "Method Not Allowed"}},
+		{"panic", "GET", "/panic", "", 500, map[string]any{"message": "Internal server error"}},
+		{"internal hides cause", "GET", "/internal", "", 500, map[string]any{"message": "Internal server error"}},
+		{"insufficient credits", "GET", "/credits", "", 402, map[string]any{"message": "Insufficient credits", "credits": float64(3), "required": float64(10)}},
+		{"legacy error key", "GET", "/missing", "", 404, map[string]any{"error": "Image not found"}},
+		{"bad json", "POST", "/echo", "{nope", 400, map[string]any{"message": "Invalid JSON body"}},
+		{"empty body", "POST", "/echo", "", 400, map[string]any{"message": "Request body must be JSON"}},
+		{"wrong type", "POST", "/echo", `{"name": 5}`, 400, map[string]any{"message": "Invalid type for name"}},
+		{"too large", "POST", "/echo", `{"name": "` + strings.Repeat("x", 2000) + `"}`, 413, map[string]any{"error": "File size exceeds the allowed limit"}},
+	}
+	for _, tt := range tests {
+		w := do(e, tt.method, tt.path, tt.body, nil)
+		require.Equal(t, tt.status, w.Code, tt.name)
+		require.Equal(t, tt.want, decode(t, w), tt.name)
+		require.NotContains(t, w.Body.String(), "secret")
+		require.NotContains(t, w.Body.String(), "hunter2")
+	}
+	require.Equal(t, 1, logs.FilterMessage("panic recovered").Len())
+	require.GreaterOrEqual(t, logs.FilterMessage("request failed").Len(), 2)
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	e, _ := newTestEcho(t)
+	w := do(e, "GET", "/busy", "", nil)
+	require.Equal(t, 503, w.Code)
+	require.Equal(t, "2", w.Header().Get("Retry-After"))
+}
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	e, logs := newTestEcho(t)
+	w := do(e, "GET", "/credits", "", map[string]string{"X-Request-ID": "abc-123"})
+	require.Equal(t, "abc-123", w.Header().Get("X-Request-ID"))
+	entries := logs.FilterMessage("request").FilterField(zap.String("request_id", "abc-123"))
+	require.Equal(t, 1, entries.Len())
+
+	w = do(e, "GET", "/credits", "", map[string]string{"X-Request-ID": "bad id with spaces"})
+	require.Len(t, w.Header().Get("X-Request-ID"), 32)
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	e, _ := newTestEcho(t)
+	w := do(e, "OPTIONS", "/echo", "", map[string]string{
+		"Origin": "https://nounsai.wtf", "Access-Control-Request-Method": "PUT",
+		"Access-Control-Request-Headers": "authorization, challenge-token",
+	})
+	require.Equal(t, 200, w.Code)
+	require.Equal(t, "https://nounsai.wtf", w.Header().Get("Access-Control-Allow-Origin"))
+	require.Contains(t, w.Header().Get("Access-Control-Allow-Methods"), "PUT")
+	require.Equal(t, "authorization, challenge-token", w.Header().Get("Access-Control-Allow-Headers"))
+	require.Contains(t, w.Header().Values("Vary"), "Origin")
+
+	w = do(e, "GET", "/credits", "", map[string]string{"Origin": "http://localhost:3000"})
+	require.Equal(t, "http://localhost:3000", w.Header().Get("Access-Control-Allow-Origin"))
+	require.Contains(t, w.Header().Get("Access-Control-Expose-Headers"), "X-Image-Id")
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	e, _ := newTestEcho(t)
+	do(e, "GET", "/credits", "", nil)
+	w := do(e, "GET", "/metrics", "", nil)
+	require.Equal(t, 200, w.Code)
+	require.True(t, bytes.Contains(w.Body.Bytes(), []byte(`http_requests_total{method="GET",route="/credits",service="test",status="402"} 1`)), w.Body.String())
+}
