@@ -299,3 +299,32 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, log *zap.Logg
 	log.Info("http server stopped")
 	return nil
 }
+
+// Probe GETs http://<addr>/health and returns nil on 200: the body of the
+// `healthcheck` subcommand that container HEALTHCHECKs run (distroless
+// images have no curl). A wildcard host (":8080", "0.0.0.0:8080") is
+// probed on loopback.
+func Probe(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("health probe: bad address %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/health", nil)
+	if err != nil {
+		return fmt.Errorf("health probe: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health probe: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health probe: status %d", resp.StatusCode)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 // Command accountsvc serves accounts, credits and the user's library
 // (api-cpu.nounsai.wtf). `accountsvc migrate` applies the database
-// migrations and exits.
+// migrations and exits; `accountsvc healthcheck` probes a running instance's
+// /health (for container HEALTHCHECKs).
 package main
 
 import (
@@ -49,8 +50,12 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 		switch args[0] {
 		case "migrate":
 			return migrate.Up(ctx, cfg.DatabaseURL, log)
+		case "credits":
+			return runCredits(ctx, args[1:], cfg, os.Stdout)
+		case "healthcheck":
+			return web.Probe(ctx, cfg.HTTPAddr)
 		default:
-			return fmt.Errorf("unknown command %q (commands: migrate)", args[0])
+			return fmt.Errorf("unknown command %q (commands: migrate, healthcheck)", args[0])
 		}
 	}
 

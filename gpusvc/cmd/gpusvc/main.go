@@ -1,6 +1,7 @@
 // Command gpusvc serves image generation and the model routes on one GPU
 // host (one process per GPU) and runs the workers for long audio and video
-// jobs. `gpusvc migrate` applies the database migrations and exits.
+// jobs. `gpusvc migrate` applies the database migrations and exits;
+// `gpusvc healthcheck` probes a running instance's /health.
 package main
 
 import (
@@ -49,8 +50,10 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 		switch args[0] {
 		case "migrate":
 			return migrate.Up(ctx, cfg.DatabaseURL, log)
+		case "healthcheck":
+			return web.Probe(ctx, cfg.HTTPAddr)
 		default:
-			return fmt.Errorf("unknown command %q (commands: migrate)", args[0])
+			return fmt.Errorf("unknown command %q (commands: migrate, healthcheck)", args[0])
 		}
 	}
 
