@@ -1,0 +1,307 @@
+package libraryapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/web"
+)
+
+// maxPrompt bounds prompts in bytes.
+const maxPrompt = 2000
+
+// audioRow is an audio row (legacy keys, sorted); Queue is set only on the
+// single GET: a position, 0 (processing), null (completed) or absent.
+type audioRow struct {
+	CDNID     string          `json:"cdn_id"`
+	CreatedAt epochMS         `json:"created_at"`
+	ID        int64           `json:"id"`
+	Metadata  json.RawMessage `json:"metadata"`
+	Name      string          `json:"name"`
+	Queue     json.RawMessage `json:"queue,omitempty"`
+	Size      int64           `json:"size"`
+	State     *string         `json:"state"`
+	UpdatedAt epochMS         `json:"updated_at"`
+	UserID    int64           `json:"user_id"`
+}
+
+func toAudioRow(a audio) audioRow {
+	return audioRow{CDNID: a.CDNID, CreatedAt: epochMS(a.CreatedAt), ID: a.ID, Metadata: jsonOrNull(a.Metadata),
+		Name: a.Name, Size: a.Size, State: a.State, UpdatedAt: epochMS(a.UpdatedAt), UserID: a.UserID}
+}
+
+func createdAudio(c echo.Context, a audio) error {
+	return c.JSON(http.StatusOK, map[string]any{"id": a.ID, "cdn_id": a.CDNID})
+}
+
+// checkPrompt trims and bounds a prompt.
+func checkPrompt(p, field string, required bool) (string, error) {
+	p = strings.TrimSpace(p)
+	if p == "" && required {
+		return "", apperr.Invalid(field + " is required")
+	}
+	if len(p) > maxPrompt {
+		return "", apperr.Invalid(field + " is too long (at most " + strconv.Itoa(maxPrompt) + " bytes)")
+	}
+	return p, nil
+}
+
+// handleAudioCreate serves POST /audios {"text", "melody_id"?}: a QUEUED
+// text-to-audio row. A melody must be one of the caller's audio rows.
+func (a *API) handleAudioCreate(c echo.Context) error {
+	uid, err := caller(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Text     *string         `json:"text"`
+		MelodyID json.RawMessage `json:"melody_id"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Text == nil {
+		return apperr.Invalid("text is required")
+	}
+	text, err := checkPrompt(*req.Text, "text", true)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var melody any
+	if t := strings.TrimSpace(string(req.MelodyID)); t != "" && t != "null" {
+		id, ok := jsonInt(req.MelodyID)
+		if !ok {
+			return apperr.Invalid("melody_id must be an audio id")
+		}
+		if _, err := a.audio.get(ctx, uid, id); err != nil {
+			return err
+		}
+		melody = id
+	}
+	row, err := a.audio.create(ctx, a.opts.Storage, newAudio{UserID: uid, Name: "generated.mp3", State: stateQueued,
+		Metadata: map[string]any{"prompt": text, "mode": "text to audio", "melody_id": melody}})
+	if err != nil {
+		return err
+	}
+	return createdAudio(c, row)
+}
+
+// parentAudio reads {"id": N, ...} and returns the caller's audio N.
+func (a *API) parentAudio(c echo.Context, uid int64, raw json.RawMessage) (audio, error) {
+	id, ok := jsonInt(raw)
+	if !ok {
+		if len(raw) == 0 {
+			return audio{}, apperr.Invalid("id is required")
+		}
+		return audio{}, errAudioNotFound
+	}
+	return a.audio.get(c.Request().Context(), uid, id)
+}
+
+// handleAudioExtend serves POST /audio-extend {"id", "prompt"?}: a QUEUED
+// continuation of the caller's audio (else 404 "Audio not found").
+func (a *API) handleAudioExtend(c echo.Context) error {
+	uid, err := caller(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		ID     json.RawMessage `json:"id"`
+		Prompt *string         `json:"prompt"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	parent, err := a.parentAudio(c, uid, req.ID)
+	if err != nil {
+		return err
+	}
+	var prompt string
+	if req.Prompt != nil {
+		if prompt, err = checkPrompt(*req.Prompt, "prompt", false); err != nil {
+			return err
+		}
+	} else {
+		var pm struct {
+			Prompt string `json:"prompt"`
+		}
+		_ = json.Unmarshal(parent.Metadata, &pm)
+		prompt = truncate(pm.Prompt, maxPrompt)
+	}
+	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid, Name: "extended-" + parent.Name,
+		State: stateQueued, Metadata: map[string]any{"prompt": prompt, "parent_id": parent.ID, "mode": "audio extend"}})
+	if err != nil {
+		return err
+	}
+	return createdAudio(c, row)
+}
+
+// handleAudioSplit serves POST /audio-split {"id"}: a QUEUED stem split of
+// the caller's audio (legacy S6: any id was accepted).
+func (a *API) handleAudioSplit(c echo.Context) error {
+	uid, err := caller(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	parent, err := a.parentAudio(c, uid, req.ID)
+	if err != nil {
+		return err
+	}
+	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid,
+		Name: "queuedSplit" + strconv.FormatInt(parent.ID, 10) + ".mp3", State: stateQueued,
+		Metadata: map[string]any{"parent_id": parent.ID, "mode": "audio split"}})
+	if err != nil {
+		return err
+	}
+	return createdAudio(c, row)
+}
+
+// handleAudioUpload serves POST /users/<id>/audios (multipart `audio`): the
+// filename is sanitised, the content sniffed, the real size stored, and the
+// bytes uploaded before the row is inserted (state COMPLETED: the audio is
+// ready; legacy C12/C15).
+func (a *API) handleAudioUpload(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	data, filename, ok, err := formFile(c, "audio", maxUpload)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return apperr.Invalid("No audio file detected").WithKey("error")
+	}
+	if _, err := media.SniffAudio(data); err != nil {
+		return err
+	}
+	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid,
+		Name: media.SanitizeFilename(filename, "upload.mp3"), Size: int64(len(data)), State: stateCompleted,
+		Metadata: map[string]any{}, Upload: data})
+	if err != nil {
+		return err
+	}
+	return createdAudio(c, row)
+}
+
+// handleAudioList serves GET /users/<id>/audios, newest first, paged.
+func (a *API) handleAudioList(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	offset, limit := paging(c, defaultLimit, maxLimit)
+	rows, err := a.audio.list(c.Request().Context(), uid, offset, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]audioRow, len(rows))
+	for i, r := range rows {
+		out[i] = toAudioRow(r)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// handleAudioGet serves GET /users/<id>/audios/<audio_id> with `queue`.
+func (a *API) handleAudioGet(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "audio_id", errAudioNotFound)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	row, err := a.audio.get(ctx, uid, id)
+	if err != nil {
+		return err
+	}
+	out := toAudioRow(row)
+	if row.State != nil {
+		switch *row.State {
+		case stateQueued:
+			n, err := a.audio.queuePosition(ctx, row.ID)
+			if err != nil {
+				return err
+			}
+			out.Queue = json.RawMessage(strconv.FormatInt(n, 10))
+		case stateProcessing:
+			out.Queue = json.RawMessage("0")
+		case stateCompleted:
+			out.Queue = json.RawMessage("null")
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// handleAudioUpdate serves PUT /users/<id>/audios/<audio_id> {"name",
+// "metadata"} (legacy C7: it always failed). `url` and `size` are ignored:
+// they describe the stored object, which the client does not own.
+func (a *API) handleAudioUpdate(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "audio_id", errAudioNotFound)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name     *string         `json:"name"`
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	var name *string
+	if req.Name != nil {
+		n := strings.TrimSpace(*req.Name)
+		if n == "" || len(n) > 256 {
+			return apperr.Invalid("name must be 1 to 256 bytes")
+		}
+		name = &n
+	}
+	var meta json.RawMessage
+	if t := strings.TrimSpace(string(req.Metadata)); t != "" && t != "null" {
+		if meta, err = metadataJSON(req.Metadata, false, maxLinkMetadata); err != nil {
+			return err
+		}
+	}
+	if err := a.audio.update(c.Request().Context(), uid, id, name, meta); err != nil {
+		return err
+	}
+	return statusOK(c)
+}
+
+// handleAudioDelete serves DELETE /users/<id>/audios/<audio_id>: the row,
+// its video projects (cascade) and all their objects (legacy C8).
+func (a *API) handleAudioDelete(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "audio_id", errAudioNotFound)
+	if err != nil {
+		return err
+	}
+	objs, err := a.audio.delete(c.Request().Context(), uid, id)
+	if err != nil {
+		return err
+	}
+	a.cleanup.now(c.Request().Context(), objs)
+	return statusOK(c)
+}

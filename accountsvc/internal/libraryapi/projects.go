@@ -1,0 +1,168 @@
+package libraryapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/web"
+)
+
+// maxProjectMetadata bounds a project's metadata in bytes.
+const maxProjectMetadata = 1 << 20
+
+// projectRow is a video_projects row (legacy keys, sorted); the list adds
+// audio_cdn_id and audio_name.
+type projectRow struct {
+	AudioCDNID *string         `json:"audio_cdn_id,omitempty"`
+	AudioID    int64           `json:"audio_id"`
+	AudioName  *string         `json:"audio_name,omitempty"`
+	CDNID      *string         `json:"cdn_id"`
+	CreatedAt  epochMS         `json:"created_at"`
+	ID         int64           `json:"id"`
+	Metadata   json.RawMessage `json:"metadata"`
+	State      *string         `json:"state"`
+	UpdatedAt  epochMS         `json:"updated_at"`
+	UserID     int64           `json:"user_id"`
+}
+
+func toProjectRow(p project) projectRow {
+	return projectRow{AudioID: p.AudioID, CDNID: p.CDNID, CreatedAt: epochMS(p.CreatedAt), ID: p.ID,
+		Metadata: jsonOrNull(p.Metadata), State: p.State, UpdatedAt: epochMS(p.UpdatedAt), UserID: p.UserID}
+}
+
+// handleProjectCreate serves POST /users/<id>/video-projects {"audio_id",
+// "metadata"}; the audio must be the caller's (400 naming it; legacy S6).
+func (a *API) handleProjectCreate(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		AudioID  json.RawMessage `json:"audio_id"`
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	audioID, ok := jsonInt(req.AudioID)
+	if !ok {
+		return apperr.Invalid("audio_id must be an audio id")
+	}
+	meta, err := metadataJSON(req.Metadata, false, maxProjectMetadata)
+	if err != nil {
+		return err
+	}
+	id, err := a.projects.create(c.Request().Context(), uid, audioID, meta)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]int64{"id": id})
+}
+
+// handleProjectList serves GET /users/<id>/video-projects, newest first,
+// paged, with the audio's cdn_id and name.
+func (a *API) handleProjectList(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	offset, limit := paging(c, defaultLimit, maxLimit)
+	ps, err := a.projects.list(c.Request().Context(), uid, offset, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]projectRow, len(ps))
+	for i, p := range ps {
+		r := toProjectRow(p)
+		r.AudioCDNID, r.AudioName = &ps[i].AudioCDNID, &ps[i].AudioName
+		out[i] = r
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// handleProjectGet serves GET /users/<id>/video-projects/<project_id>.
+func (a *API) handleProjectGet(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "project_id", errProjectNotFound)
+	if err != nil {
+		return err
+	}
+	p, err := a.projects.get(c.Request().Context(), uid, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toProjectRow(p))
+}
+
+// handleProjectUpdate serves PUT /users/<id>/video-projects/<project_id>
+// {"metadata"}.
+func (a *API) handleProjectUpdate(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "project_id", errProjectNotFound)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	meta, err := metadataJSON(req.Metadata, true, maxProjectMetadata)
+	if err != nil {
+		return err
+	}
+	if err := a.projects.update(c.Request().Context(), uid, id, meta); err != nil {
+		return err
+	}
+	return statusOK(c)
+}
+
+// handleProjectDelete serves DELETE /users/<id>/video-projects/<project_id>
+// (new): the row and its rendered video.
+func (a *API) handleProjectDelete(c echo.Context) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "project_id", errProjectNotFound)
+	if err != nil {
+		return err
+	}
+	objs, err := a.projects.delete(c.Request().Context(), uid, id)
+	if err != nil {
+		return err
+	}
+	a.cleanup.now(c.Request().Context(), objs)
+	return statusOK(c)
+}
+
+// handleProjectQueue serves POST /video-projects/<project_id>/queue: the
+// caller's project only (another user's is "not found"), 409 when already
+// queued or processing, 400 naming a foreign audio or image id. The old
+// render is deleted in the background once the change has committed.
+func (a *API) handleProjectQueue(c echo.Context) error {
+	uid, err := caller(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "project_id", errProjectMissing)
+	if err != nil {
+		return err
+	}
+	old, err := a.projects.queue(c.Request().Context(), uid, id)
+	if err != nil {
+		return err
+	}
+	a.cleanup.later(c.Request().Context(), old)
+	return statusOK(c)
+}

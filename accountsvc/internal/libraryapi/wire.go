@@ -1,0 +1,252 @@
+package libraryapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/library"
+	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/web"
+)
+
+// epochMS marshals a time as legacy epoch milliseconds (an integer).
+type epochMS time.Time
+
+// MarshalJSON implements json.Marshaler.
+func (t epochMS) MarshalJSON() ([]byte, error) {
+	return strconv.AppendInt(nil, time.Time(t).UnixMilli(), 10), nil
+}
+
+// jsonOrNull returns raw, or null when it is empty.
+func jsonOrNull(raw []byte) json.RawMessage {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return json.RawMessage("null")
+	}
+	return json.RawMessage(raw)
+}
+
+// Paging: legacy defaults (page 1, limit 20), values that do not parse fall
+// back to the default, and limits are capped (legacy had none).
+const (
+	defaultLimit = 20
+	maxLimit     = 100
+	maxPage      = 1_000_000
+)
+
+// paging returns OFFSET and LIMIT from ?page and ?limit.
+func paging(c echo.Context, def, max int) (offset, limit int) {
+	page := 1
+	if n, err := strconv.Atoi(c.QueryParam("page")); err == nil && n >= 1 {
+		page = min(n, maxPage)
+	}
+	limit = def
+	if n, err := strconv.Atoi(c.QueryParam("limit")); err == nil && n >= 1 {
+		limit = min(n, max)
+	}
+	return (page - 1) * limit, limit
+}
+
+// errWrongUser is the legacy answer to a path user id that is not the
+// caller's.
+var errWrongUser = apperr.Invalid("Wrong user!")
+
+// caller returns the JWT user id.
+func caller(c echo.Context) (int64, error) {
+	id, ok := auth.UserID(c.Request().Context())
+	if !ok {
+		return 0, apperr.Unauthorized(auth.MsgTokenMissing)
+	}
+	return id, nil
+}
+
+// pathUser returns the caller's id after checking that the :user_id path
+// parameter names the caller (compared as text, as legacy).
+func pathUser(c echo.Context) (int64, error) {
+	id, err := caller(c)
+	if err != nil {
+		return 0, err
+	}
+	if c.Param("user_id") != strconv.FormatInt(id, 10) {
+		return 0, errWrongUser
+	}
+	return id, nil
+}
+
+// pathID parses the named path parameter as a positive id, or returns
+// notFound.
+func pathID(c echo.Context, name string, notFound error) (int64, error) {
+	n, err := strconv.ParseInt(c.Param(name), 10, 64)
+	if err != nil || n <= 0 || n > 1<<31-1 {
+		return 0, notFound
+	}
+	return n, nil
+}
+
+// formFile reads the multipart file field, within the body limit. ok is
+// false when the request carries no such file (the caller returns its
+// legacy 400). Malformed bodies are 400; oversized ones 413.
+func formFile(c echo.Context, field string, max int64) (data []byte, filename string, ok bool, err error) {
+	fh, err := c.FormFile(field)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.Is(err, http.ErrMissingFile):
+			return nil, "", false, nil
+		case errors.As(err, &mbe):
+			return nil, "", false, apperr.TooLarge(web.TooLargeMessage).WithKey("error")
+		case errors.Is(err, http.ErrNotMultipart), errors.Is(err, multipart.ErrMessageTooLarge):
+			return nil, "", false, nil
+		}
+		return nil, "", false, apperr.Wrap(apperr.KindInvalid, "Invalid multipart body", err)
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return nil, "", false, apperr.Wrap(apperr.KindInvalid, "Invalid multipart body", err)
+	}
+	defer f.Close()
+	data, err = media.ReadAllLimit(f, max)
+	if err != nil {
+		return nil, "", false, err
+	}
+	return data, fh.Filename, true, nil
+}
+
+// imageRow is an images row as the owner sees it (legacy keys, sorted).
+type imageRow struct {
+	Base64      string          `json:"base_64"`
+	CDNID       *string         `json:"cdn_id"`
+	CreatedAt   epochMS         `json:"created_at"`
+	Hash        string          `json:"hash"`
+	ID          int64           `json:"id"`
+	IsLiked     bool            `json:"is_liked"`
+	IsPublic    bool            `json:"is_public"`
+	Metadata    json.RawMessage `json:"metadata"`
+	ParentID    *int64          `json:"parent_id"`
+	ThumbBase64 string          `json:"thumb_base_64"`
+	UpdatedAt   epochMS         `json:"updated_at"`
+	UserID      int64           `json:"user_id"`
+}
+
+func strOrNull(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func toImageRow(im library.Image) imageRow {
+	return imageRow{
+		Base64: im.Base64, CDNID: strOrNull(im.CDNID), CreatedAt: epochMS(im.CreatedAt), Hash: im.Hash, ID: im.ID,
+		IsLiked: im.IsLiked, IsPublic: im.IsPublic, Metadata: jsonOrNull(im.Metadata), ParentID: im.ParentID,
+		ThumbBase64: im.ThumbBase64, UpdatedAt: epochMS(im.UpdatedAt), UserID: im.UserID,
+	}
+}
+
+// publicImageRow is an image as anyone may see it (gallery, templates):
+// the legacy keys minus hash, with the inline columns blanked to "0" and
+// the metadata stripped of input images and masks (legacy S1). user_id
+// stays: the frontend builds the CDN URL <user_id>/<cdn_id>-full.png.
+type publicImageRow struct {
+	Base64      string          `json:"base_64"`
+	CDNID       *string         `json:"cdn_id"`
+	CreatedAt   epochMS         `json:"created_at"`
+	ID          int64           `json:"id"`
+	IsLiked     bool            `json:"is_liked"`
+	IsPublic    bool            `json:"is_public"`
+	Metadata    json.RawMessage `json:"metadata"`
+	ParentID    *int64          `json:"parent_id"`
+	ThumbBase64 string          `json:"thumb_base_64"`
+	UpdatedAt   epochMS         `json:"updated_at"`
+	UserID      int64           `json:"user_id"`
+}
+
+func toPublicImageRow(im library.Image) publicImageRow {
+	return publicImageRow{
+		Base64: "0", CDNID: strOrNull(im.CDNID), CreatedAt: epochMS(im.CreatedAt), ID: im.ID,
+		IsLiked: im.IsLiked, IsPublic: im.IsPublic, Metadata: publicMetadata(im.Metadata), ParentID: im.ParentID,
+		ThumbBase64: "0", UpdatedAt: epochMS(im.UpdatedAt), UserID: im.UserID,
+	}
+}
+
+// privateMetadataKeys are generation inputs that carry the requester's own
+// images or masks, or account details.
+var privateMetadataKeys = map[string]bool{
+	"base_64": true, "base64": true, "mask": true, "init_image": true, "image": true, "input_image": true,
+	"images": true, "control_image": true, "user_id": true, "email": true, "token": true, "Authorization": true,
+}
+
+// publicMetadata returns the metadata object without private keys and
+// without any string value that is long or a data URL (an inlined input,
+// whatever its key). Anything but an object becomes {}.
+func publicMetadata(raw []byte) json.RawMessage {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return json.RawMessage("{}")
+	}
+	for k, v := range m {
+		if privateMetadataKeys[k] || privateMetadataKeys[strings.ToLower(k)] {
+			delete(m, k)
+			continue
+		}
+		var s string
+		if json.Unmarshal(v, &s) == nil && (len(s) > 2048 || strings.HasPrefix(strings.TrimSpace(s), "data:")) {
+			delete(m, k)
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return json.RawMessage("{}")
+	}
+	return out
+}
+
+// statusOK is the legacy {"status":"success"} answer.
+func statusOK(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "success"})
+}
+
+// optionalMetadata checks that raw is JSON (nil/absent means {}), at most
+// max bytes.
+func metadataJSON(raw json.RawMessage, required bool, max int) (json.RawMessage, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		if required {
+			return nil, apperr.Invalid("metadata is required")
+		}
+		return json.RawMessage("{}"), nil
+	}
+	if len(t) > max {
+		return nil, apperr.TooLarge("metadata is too large")
+	}
+	if !json.Valid(t) {
+		return nil, apperr.Invalid("metadata must be JSON")
+	}
+	return json.RawMessage(t), nil
+}
+
+// jsonInt reads a JSON number or numeric string as a positive id.
+func jsonInt(raw json.RawMessage) (int64, bool) {
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, false
+		}
+		n = json.Number(strings.TrimSpace(s))
+	}
+	v, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil || v <= 0 || v > 1<<31-1 {
+		return 0, false
+	}
+	return v, true
+}
