@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 			return migrate.Up(ctx, cfg.DatabaseURL, log)
 		case "credits":
 			return runCredits(ctx, args[1:], cfg, os.Stdout)
+		case "template":
+			return runTemplate(ctx, args[1:], cfg, log, os.Stdout)
 		case "healthcheck":
 			return web.Probe(ctx, cfg.HTTPAddr)
 		default:

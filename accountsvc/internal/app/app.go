@@ -18,8 +18,20 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/accountsvc/internal/account"
+	"github.com/nounsai/sdserver/accountsvc/internal/accountapi"
+	"github.com/nounsai/sdserver/accountsvc/internal/creditapi"
+	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
+	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/email"
+	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/library"
+	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/rdb"
+	"github.com/nounsai/sdserver/shared/storage"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
@@ -31,6 +43,22 @@ type App struct {
 	redis *redis.Client
 	echo  *echo.Echo
 	reg   *prometheus.Registry
+
+	library *libraryapi.API
+	// jobs is the durable-job store (enqueue hooks, job routes).
+	jobs *jobs.Store
+	// ledger is the credits ledger (grants at signup and for rewards go
+	// through it too).
+	ledger *credits.Ledger
+	// mailer works the account email queue; stopped first in Close.
+	mailer *account.Mailer
+
+	// One limiter, one token verifier and its revocation store serve
+	// every area, so the legacy-token cutoff and the deny-list apply to
+	// every route alike.
+	limiter     *ratelimit.Limiter
+	revocations *auth.Revocations
+	verifier    *auth.Verifier
 }
 
 // New opens the dependencies and builds the HTTP handler. Close releases
@@ -49,6 +77,14 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit})
 	a.echo.GET("/health", a.handleHealth)
+	a.limiter = ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+		Disabled: !a.cfg.RateLimits,
+		OnError:  func(err error) { log.Warn("rate limiter unavailable", zap.Error(err)) },
+	})
+	a.revocations = auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, cfg.Accounts.LegacyTokenCutoff)
+	a.revocations.OnError = func(err error) { log.Warn("token deny-list unavailable", zap.Error(err)) }
+	a.verifier = &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: a.revocations}
+	a.ledger = credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
 	if err := a.routes(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -59,6 +95,110 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 // routes registers every area's routes. Each area adds one call here.
 func (a *App) routes(ctx context.Context) error {
 	_ = ctx
+	if err := a.routesJobs(); err != nil {
+		return err
+	}
+	if err := a.routesLibrary(); err != nil {
+		return err
+	}
+	a.routesCredits()
+	return a.routesAccounts(ctx)
+}
+
+// routesLibrary registers the library area (images, audio, links, videos,
+// video projects) and, for the local storage backend, GET /media/* serving
+// its files so that object URLs work in the local stack.
+func (a *App) routesLibrary() error {
+	st, err := storage.New(a.cfg.Storage)
+	if err != nil {
+		return err
+	}
+	if local, ok := st.(*storage.Local); ok {
+		h := echo.WrapHandler(http.StripPrefix("/media", local))
+		a.echo.GET("/media/*", h)
+		a.echo.HEAD("/media/*", h)
+	}
+	side := a.cfg.Library.ImageMaxSide
+	a.library = libraryapi.New(libraryapi.Options{
+		Pool:            a.pool,
+		Storage:         st,
+		Images:          library.NewImages(a.pool, st, a.log),
+		Verifier:        a.verifier,
+		ChallengeTokens: a.cfg.ChallengeTokens,
+		Limiter:         a.limiter,
+		TrustedProxies:  a.cfg.TrustedProxies,
+		FFmpeg:          media.FFmpeg{FFmpeg: a.cfg.Library.FFmpeg, FFprobe: a.cfg.Library.FFprobe, Timeout: a.cfg.Library.FFmpegTimeout},
+		ImageLimits:     media.Limits{MaxWidth: side, MaxHeight: side},
+		OnAudioQueued:   a.jobs.OnAudioQueued,
+		OnProjectQueued: a.jobs.OnProjectQueued,
+		Log:             a.log,
+	})
+	a.library.Register(a.echo)
+	return nil
+}
+
+// routesCredits registers the credits area: GET /pricing, the owner's
+// balance and history, and the operator grant route.
+func (a *App) routesCredits() {
+	creditapi.New(a.ledger, creditapi.Options{Config: a.cfg.Credits, AnonymousEnabled: a.cfg.AnonymousEnabled}).
+		Register(a.echo, creditapi.Middleware{
+			User:      a.verifier.Required(),
+			Admin:     auth.AdminToken(a.cfg.AdminToken),
+			UserLimit: a.limiter.Middleware(ratelimit.Rule{Name: "credits", Limit: 60, Window: time.Minute, Key: ratelimit.ByUser}),
+		})
+}
+
+// routesAccounts registers the accounts area (signup, verification, login,
+// logout, password reset, profile, referrals) and starts the worker of the
+// account email queue.
+func (a *App) routesAccounts(ctx context.Context) error {
+	c := a.cfg.Accounts
+	log := a.log.Named("accounts")
+	hasher, err := account.NewHasher(c.Argon2)
+	if err != nil {
+		return err
+	}
+	keys, err := account.NewKeyDeriver(c.LinkKeySecret)
+	if err != nil {
+		return err
+	}
+	sender, err := email.New(c.Email)
+	if err != nil {
+		return err
+	}
+	mailer, err := account.NewMailer(a.pool, sender, keys, account.MailConfig{
+		BaseURL: a.cfg.AppBaseURL, VerifyTTL: account.DefaultVerifyTTL, ResetTTL: account.DefaultResetTTL,
+	}, log)
+	if err != nil {
+		return err
+	}
+	// The queue outlives the startup context; Close stops it after the
+	// HTTP drain.
+	if err := mailer.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	a.mailer = mailer
+	svc := account.NewService(account.Deps{
+		Pool:    a.pool,
+		Hasher:  hasher,
+		Keys:    keys,
+		Mailer:  mailer,
+		Ledger:  a.ledger,
+		Credits: a.cfg.Credits,
+		Issuer:  auth.Issuer{Secret: a.cfg.JWTSecrets[0], TTL: c.TokenTTL},
+		Lockout: account.NewLockout(a.redis, a.cfg.RedisPrefix+"login:", account.DefaultAccountLockout,
+			account.DefaultIPLockout, !a.cfg.RateLimits),
+		MailLimiter: a.limiter,
+		Log:         log,
+	}, account.Config{})
+	accountapi.New(accountapi.Options{
+		Service:         svc,
+		Verifier:        a.verifier,
+		Revoker:         a.revocations,
+		Limiter:         a.limiter,
+		ChallengeTokens: a.cfg.ChallengeTokens,
+		TrustedProxies:  a.cfg.TrustedProxies,
+	}).Register(a.echo)
 	return nil
 }
 
@@ -72,6 +212,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases Redis and the database pool.
 func (a *App) Close() {
+	if a.mailer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		if err := a.mailer.Stop(ctx); err != nil {
+			a.log.Warn("email queue stop failed", zap.Error(err))
+		}
+		cancel()
+	}
+	if a.library != nil {
+		a.library.Wait()
+	}
 	_ = a.redis.Close()
 	a.pool.Close()
 }

@@ -1,6 +1,12 @@
 // Package app wires gpusvc together: it opens the database and Redis,
-// builds the stores and handlers, and serves HTTP until its context ends.
-// It is the only place (with cmd/gpusvc) that knows every dependency.
+// builds the inference backends, the model registry, the capacity limiter,
+// the generation pipeline and the HTTP routes, and serves HTTP until its
+// context ends. It is the only place (with cmd/gpusvc) that knows every
+// dependency.
+//
+// End-to-end tests run gpusvc in-process: New with a literal Config, then
+// Serve on a listener from net.Listen("tcp", "127.0.0.1:0") (or Handler with
+// httptest).
 package app
 
 import (
@@ -9,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,24 +25,48 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/gpusvc/internal/apihost"
+	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
+	"github.com/nounsai/sdserver/gpusvc/internal/generate"
+	"github.com/nounsai/sdserver/gpusvc/internal/httpapi"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/a1111"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/replicate"
+	"github.com/nounsai/sdserver/gpusvc/internal/models"
+	"github.com/nounsai/sdserver/gpusvc/internal/worker"
+	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/library"
+	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/rdb"
+	"github.com/nounsai/sdserver/shared/storage"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
 // App is a running gpusvc.
 type App struct {
-	cfg   Config
-	log   *zap.Logger
-	pool  *pgxpool.Pool
-	redis *redis.Client
-	echo  *echo.Echo
-	reg   *prometheus.Registry
+	cfg      Config
+	log      *zap.Logger
+	pool     *pgxpool.Pool
+	redis    *redis.Client
+	echo     *echo.Echo
+	reg      *prometheus.Registry
+	capacity *capacity.Limiter
+	jobs     *worker.Runner
 }
 
 // New opens the dependencies and builds the HTTP handler. Close releases
-// them.
+// them. Zero Limits mean generate.DefaultLimits and an empty default backend
+// means nouns, so tests may pass short literal configs.
 func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
+	if cfg.Limits == (generate.Limits{}) {
+		cfg.Limits = generate.DefaultLimits
+	}
+	if cfg.Inference.Default == "" {
+		cfg.Inference.Default = nouns.Name
+	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{})
 	if err != nil {
 		return nil, err
@@ -48,7 +79,6 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a := &App{cfg: cfg, log: log, pool: pool, redis: rc, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit})
-	a.echo.GET("/health", a.handleHealth)
 	if err := a.routes(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -56,29 +86,90 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	return a, nil
 }
 
-// routes registers every area's routes. Each area adds one call here.
+// backends builds every backend this host can run: the built-in nouns one
+// always, a1111 when A1111_URL is set, replicate when a token or URL is.
+func (a *App) backends() (map[string]inference.Backend, error) {
+	ic := a.cfg.Inference
+	nb, err := nouns.New(nouns.Options{FFmpegPath: ic.FFmpegPath})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]inference.Backend{nouns.Name: nb}
+	if ic.A1111URL != "" {
+		out[a1111.Name] = a1111.New(a1111.Config{BaseURL: ic.A1111URL, Timeout: ic.A1111Timeout, Log: a.log})
+	}
+	if ic.ReplicateToken != "" || ic.ReplicateURL != "" {
+		out[replicate.Name] = replicate.New(replicate.Config{BaseURL: ic.ReplicateURL, Token: ic.ReplicateToken, Log: a.log})
+	}
+	return out, nil
+}
+
+// routes builds the pipeline and registers every route.
 func (a *App) routes(ctx context.Context) error {
 	_ = ctx
+	backends, err := a.backends()
+	if err != nil {
+		return err
+	}
+	defModels := map[string]string{a.cfg.Inference.Default: a.cfg.Inference.DefaultModel}
+	registry, err := models.NewRegistry(models.NewStore(a.pool), backends, a.cfg.Inference.Default, defModels)
+	if err != nil {
+		return err
+	}
+	store, err := storage.New(a.cfg.Storage)
+	if err != nil {
+		return err
+	}
+	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait})
+	gen := generate.New(generate.Options{
+		Registry: registry,
+		Capacity: a.capacity,
+		Charger:  credits.NewLedger(a.pool, a.cfg.Credits.Options(nil)),
+		Images:   library.NewImages(a.pool, store, a.log),
+		Parents:  generate.NewParents(a.pool),
+		Limits:   a.cfg.Limits,
+		Timeout:  a.cfg.GPU.JobTimeout,
+		Pacing:   a.cfg.GPU.Pacing,
+		Metrics:  generate.NewMetrics(a.reg, a.capacity),
+		Log:      a.log,
+	})
+	if err := a.newJobRunner(backends, store, gen); err != nil {
+		return err
+	}
+	revocations := auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix+"auth:", time.Time{})
+	revocations.OnError = func(err error) { a.log.Warn("token deny-list unavailable", zap.Error(err)) }
+	limiterLog := a.log.Named("ratelimit")
+	limiter := ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+		Disabled: !a.cfg.RateLimits,
+		OnError:  func(err error) { limiterLog.Warn("rate limiter unavailable", zap.Error(err)) },
+	})
+	if !a.cfg.RateLimits {
+		a.log.Warn("rate limits are OFF (RATE_LIMITS=off)")
+	}
+	httpapi.Register(a.echo, httpapi.Options{
+		Generate:         gen,
+		Registry:         registry,
+		Capacity:         a.capacity,
+		Verifier:         &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: revocations},
+		Limiter:          limiter,
+		ChallengeTokens:  a.cfg.ChallengeTokens,
+		AnonymousUserID:  a.cfg.AnonymousUserID,
+		AnonymousEnabled: a.cfg.AnonymousEnabled,
+		TrustedProxies:   a.cfg.TrustedProxies,
+		Ping:             a.ping,
+		Jobs:             a.jobs,
+		Log:              a.log,
+	})
+	a.log.Info("inference ready",
+		zap.String("default_backend", a.cfg.Inference.Default),
+		zap.Strings("backends", registry.Backends()),
+		zap.Int("slots", a.cfg.GPU.Slots),
+		zap.Int("queue", a.cfg.GPU.Queue))
 	return nil
 }
 
-// Handler returns the HTTP handler (for tests).
-func (a *App) Handler() http.Handler { return a.echo }
-
-// Serve serves HTTP on ln until ctx ends, then drains.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	return web.Serve(ctx, web.NewServer(a.echo), ln, a.log, a.cfg.ShutdownTimeout)
-}
-
-// Close releases Redis and the database pool.
-func (a *App) Close() {
-	_ = a.redis.Close()
-	a.pool.Close()
-}
-
-func (a *App) handleHealth(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-	defer cancel()
+// ping checks the database and Redis.
+func (a *App) ping(ctx context.Context) error {
 	var errs []error
 	if err := a.pool.Ping(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("database: %w", err))
@@ -86,9 +177,59 @@ func (a *App) handleHealth(c echo.Context) error {
 	if err := a.redis.Ping(ctx).Err(); err != nil {
 		errs = append(errs, fmt.Errorf("redis: %w", err))
 	}
-	if err := errors.Join(errs...); err != nil {
-		a.log.Warn("health check failed", zap.Error(err))
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "API is unavailable"})
+	return errors.Join(errs...)
+}
+
+// Handler returns the HTTP handler (for tests).
+func (a *App) Handler() http.Handler { return a.echo }
+
+// Capacity returns the host's slot limiter (for tests and benchmarks).
+func (a *App) Capacity() *capacity.Limiter { return a.capacity }
+
+// Serve serves HTTP on ln until ctx ends, then drains. With REGISTER_HOST
+// it adds PUBLIC_URL to api_hosts first (clearing draining) and marks it
+// draining as soon as ctx ends, before the HTTP drain.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	stopJobs, err := a.startJobs(ctx)
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"message": "API is up and running!"})
+	defer stopJobs()
+	var wg sync.WaitGroup
+	if a.cfg.RegisterHost {
+		reg := apihost.New(a.pool, a.cfg.PublicURL)
+		if err := reg.Register(ctx); err != nil {
+			_ = ln.Close()
+			return err
+		}
+		a.log.Info("registered in api_hosts", zap.String("address", a.cfg.PublicURL))
+		serveDone := make(chan struct{})
+		defer func() {
+			close(serveDone)
+			wg.Wait()
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-ctx.Done():
+			case <-serveDone:
+			}
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := reg.Drain(dctx); err != nil {
+				a.log.Warn("mark draining in api_hosts failed", zap.Error(err))
+				return
+			}
+			a.log.Info("marked draining in api_hosts", zap.String("address", a.cfg.PublicURL))
+		}()
+	}
+	return web.Serve(ctx, web.NewServer(a.echo), ln, a.log, a.cfg.ShutdownTimeout)
+}
+
+// Close releases Redis and the database pool.
+func (a *App) Close() {
+	_ = a.redis.Close()
+	a.pool.Close()
 }

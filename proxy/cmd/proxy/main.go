@@ -8,17 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/proxy/internal/app"
 	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/logging"
@@ -37,13 +35,14 @@ func main() {
 	}
 }
 
-// run is the skeleton wiring; the proxy's data path replaces it.
+// run loads the configuration, opens the database and Redis, and runs the
+// proxy (internal/app) until ctx ends.
 func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	l, err := config.NewLoader(lookup)
 	if err != nil {
 		return err
 	}
-	cfg := config.LoadCommon(l, "127.0.0.1:8080")
+	cfg := app.Load(l)
 	if err := errors.Join(l.Err(), cfg.Validate()); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -71,18 +70,9 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	defer func() { _ = rc.Close() }()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	e := web.New(web.Options{Service: "proxy", Log: log, Registry: reg, BodyLimit: cfg.BodyLimit})
-	e.GET("/health", func(c echo.Context) error {
-		hctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-		defer cancel()
-		if err := pool.Ping(hctx); err != nil {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "API is unavailable"})
-		}
-		return c.JSON(http.StatusOK, map[string]string{"message": "API is up and running!"})
-	})
 	ln, err := web.Listen(cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
-	return web.Serve(ctx, web.NewServer(e), ln, log, cfg.ShutdownTimeout)
+	return app.Run(ctx, cfg, log, app.Deps{DB: pool, Redis: rc, Registry: reg}, ln)
 }

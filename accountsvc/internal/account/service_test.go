@@ -1,0 +1,230 @@
+package account
+
+import (
+	"context"
+	"encoding/json"
+	"net/mail"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/email"
+	"github.com/nounsai/sdserver/shared/email/emailtest"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type fixture struct {
+	svc   *Service
+	pool  *pgxpool.Pool
+	keys  *KeyDeriver
+	clock *clock
+}
+
+// newFixture builds a Service on a fresh database. The mailer is not
+// started: tests read the queued jobs instead of the outbox.
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	pool := dbtest.New(tb)
+	rc, prefix := dbtest.Redis(tb)
+	clk := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	h, err := NewHasher(DefaultArgon2)
+	require.NoError(tb, err)
+	keys, err := NewKeyDeriver([]byte(strings.Repeat("k", 32)))
+	require.NoError(tb, err)
+	mailer, err := NewMailer(pool, email.NewOutbox(tb.TempDir(), mail.Address{Address: "admin@nounsai.wtf"}), keys,
+		MailConfig{BaseURL: "http://app.test", VerifyTTL: DefaultVerifyTTL, ResetTTL: DefaultResetTTL}, zap.NewNop())
+	require.NoError(tb, err)
+	svc := NewService(Deps{
+		Pool: pool, Hasher: h, Keys: keys, Mailer: mailer,
+		Ledger:  credits.NewLedger(pool, credits.Options{Now: clk.Now}),
+		Issuer:  auth.Issuer{Secret: []byte("test-secret-test-secret"), Now: clk.Now},
+		Lockout: NewLockout(rc, prefix, DefaultAccountLockout, DefaultIPLockout, false),
+	}, Config{Now: clk.Now})
+	return &fixture{svc: svc, pool: pool, keys: keys, clock: clk}
+}
+
+// lastKey derives the key of the newest queued email of kind.
+func (f *fixture) lastKey(tb testing.TB, kind MailKind) string {
+	tb.Helper()
+	var raw []byte
+	err := f.pool.QueryRow(context.Background(),
+		`SELECT args FROM river_job WHERE kind = 'account_email' AND args->>'email' = $1 ORDER BY id DESC LIMIT 1`,
+		string(kind)).Scan(&raw)
+	require.NoError(tb, err)
+	var a MailArgs
+	require.NoError(tb, json.Unmarshal(raw, &a))
+	require.NotContains(tb, string(raw), "key", "jobs carry a nonce, never a key")
+	p := purposeVerify
+	if kind == MailReset {
+		p = purposeReset
+	}
+	return f.keys.derive(p, a.Nonce)
+}
+
+func requireKind(tb testing.TB, err error, kind apperr.Kind, msg string) {
+	tb.Helper()
+	e, ok := apperr.As(err)
+	require.True(tb, ok, "%v", err)
+	require.Equal(tb, kind, e.Kind)
+	require.Equal(tb, msg, e.Message)
+}
+
+func TestResetKeyLifetime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	id, err := f.svc.Signup(ctx, SignupInput{Email: "r@example.com", Password: "password-1"})
+	require.NoError(t, err)
+
+	t0 := f.clock.Now()
+	require.NoError(t, f.svc.RequestReset(ctx, "r@example.com"))
+	key := f.lastKey(t, MailReset)
+
+	f.clock.Add(59 * time.Minute)
+	exp, err := f.svc.CheckReset(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(time.Hour), exp)
+
+	f.clock.Add(time.Minute) // exactly one hour: expired
+	_, err = f.svc.CheckReset(ctx, key)
+	requireKind(t, err, apperr.KindInvalid, MsgInvalidResetKey)
+	requireKind(t, f.svc.ResetPassword(ctx, key, "password-2"), apperr.KindInvalid, MsgResetKeyNotFound)
+
+	// A fresh key works once.
+	require.NoError(t, f.svc.RequestReset(ctx, "r@example.com"))
+	key = f.lastKey(t, MailReset)
+	f.clock.Add(30 * time.Minute)
+	require.NoError(t, f.svc.ResetPassword(ctx, key, "password-2"))
+	requireKind(t, f.svc.ResetPassword(ctx, key, "password-3"), apperr.KindInvalid, MsgResetKeyNotFound)
+
+	var version int
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT token_version FROM users WHERE id = $1`, id).Scan(&version))
+	require.Equal(t, 1, version, "the reset bumped the token version")
+}
+
+// TestLegacyPlaintextKeys: keys written by the legacy system (plaintext,
+// no expiry column) are honoured once within the same lifetimes, counted
+// from the row's created_at.
+func TestLegacyPlaintextKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	now := f.clock.Now()
+	legacyKey := func(c byte) string { return strings.Repeat(string(c), KeyHexLen) }
+
+	var fresh, stale int64
+	const ins = `INSERT INTO users (email, password, verify_key, metadata, created_at) VALUES ($1, 'x', $2, '{}', $3) RETURNING id`
+	require.NoError(t, f.pool.QueryRow(ctx, ins, "fresh@example.com", legacyKey('a'), now.Add(-6*24*time.Hour)).Scan(&fresh))
+	require.NoError(t, f.pool.QueryRow(ctx, ins, "stale@example.com", legacyKey('b'), now.Add(-8*24*time.Hour)).Scan(&stale))
+
+	got, err := f.svc.Verify(ctx, legacyKey('a'))
+	require.NoError(t, err)
+	require.Equal(t, fresh, got)
+	_, err = f.svc.Verify(ctx, legacyKey('a'))
+	requireKind(t, err, apperr.KindInvalid, MsgInvalidVerifyKey)
+	_, err = f.svc.Verify(ctx, legacyKey('b'))
+	requireKind(t, err, apperr.KindInvalid, MsgInvalidVerifyKey)
+
+	const rec = `INSERT INTO password_recovery (user_id, reset_key, created_at) VALUES ($1, $2, $3)`
+	_, err = f.pool.Exec(ctx, rec, fresh, legacyKey('c'), now.Add(-10*time.Minute))
+	require.NoError(t, err)
+	_, err = f.pool.Exec(ctx, rec, stale, legacyKey('d'), now.Add(-2*time.Hour))
+	require.NoError(t, err)
+	_, err = f.svc.CheckReset(ctx, legacyKey('c'))
+	require.NoError(t, err)
+	_, err = f.svc.CheckReset(ctx, legacyKey('d'))
+	requireKind(t, err, apperr.KindInvalid, MsgInvalidResetKey)
+	require.NoError(t, f.svc.ResetPassword(ctx, legacyKey('c'), "password-new"))
+	requireKind(t, f.svc.ResetPassword(ctx, legacyKey('c'), "password-new"), apperr.KindInvalid, MsgResetKeyNotFound)
+
+	// The hash of a key is not a key.
+	require.NoError(t, f.svc.RequestReset(ctx, "fresh@example.com"))
+	_, err = f.svc.CheckReset(ctx, hashKey(f.lastKey(t, MailReset)))
+	requireKind(t, err, apperr.KindInvalid, MsgInvalidResetKey)
+}
+
+func TestVerifyKeyLifetime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	id, err := f.svc.Signup(ctx, SignupInput{Email: "v@example.com", Password: "password-1"})
+	require.NoError(t, err)
+	key := f.lastKey(t, MailVerification)
+
+	f.clock.Add(DefaultVerifyTTL)
+	_, err = f.svc.Verify(ctx, key)
+	requireKind(t, err, apperr.KindInvalid, MsgInvalidVerifyKey)
+
+	// Resend issues a new key (the old one stays dead).
+	require.NoError(t, f.svc.ResendVerification(ctx, "V@EXAMPLE.COM"))
+	fresh := f.lastKey(t, MailVerification)
+	require.NotEqual(t, key, fresh)
+	got, err := f.svc.Verify(ctx, fresh)
+	require.NoError(t, err)
+	require.Equal(t, id, got)
+
+	// A missing reward rule never fails a verification (legacy C3).
+	_, err = f.pool.Exec(ctx, `UPDATE reward_rules SET enabled = FALSE`)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(ctx, `UPDATE users SET referral_token = 'tok' WHERE id = $1`, id)
+	require.NoError(t, err)
+	_, err = f.svc.Signup(ctx, SignupInput{Email: "w@example.com", Password: "password-1", ReferralToken: "tok"})
+	require.NoError(t, err)
+	_, err = f.svc.Verify(ctx, f.lastKey(t, MailVerification))
+	require.NoError(t, err)
+}
+
+// TestEmailRetried: a failed send (SendGrid answering 500) is retried by
+// the queue until it goes out, so the account can always be verified.
+func TestEmailRetried(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.New(t)
+	fake := emailtest.NewSendGrid(t, "SG.test-key")
+	fake.FailNext(2)
+	keys, err := NewKeyDeriver([]byte(strings.Repeat("k", 32)))
+	require.NoError(t, err)
+	sender := email.NewSendGrid("SG.test-key", fake.URL, mail.Address{Address: "admin@nounsai.wtf"}, nil)
+	m, err := NewMailer(pool, sender, keys, MailConfig{BaseURL: "http://app.test", VerifyTTL: DefaultVerifyTTL,
+		ResetTTL: DefaultResetTTL, RetryBase: 10 * time.Millisecond}, zap.NewNop())
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, m.Start(ctx))
+	t.Cleanup(func() { _ = m.Stop(context.Background()) })
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, m.enqueue(ctx, tx, MailArgs{Email: MailVerification, To: "retry@example.com", Nonce: "n"}))
+	require.NoError(t, tx.Commit(ctx))
+
+	require.Eventually(t, func() bool { return len(fake.Mails()) == 1 }, 20*time.Second, 50*time.Millisecond)
+	got := fake.Mails()[0]
+	require.Equal(t, "NounsAI Playground Verification", got.Subject)
+	require.Equal(t, "retry@example.com", got.Personalizations[0].To[0].Email)
+	var attempts int
+	require.Eventually(t, func() bool {
+		err := pool.QueryRow(ctx, `SELECT attempt FROM river_job WHERE kind = 'account_email' AND state = 'completed'`).Scan(&attempts)
+		return err == nil
+	}, 5*time.Second, 50*time.Millisecond)
+	require.Equal(t, 3, attempts)
+}

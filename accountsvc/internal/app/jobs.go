@@ -1,0 +1,48 @@
+package app
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/accountsvc/internal/jobapi"
+	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/notify"
+)
+
+// routesJobs builds the durable-job store (whose hooks the library area
+// calls when it queues audio and video projects) and registers the job
+// routes: GET /v1/jobs/<id>, GET /v1/jobs/<id>/events, DELETE
+// /v1/jobs/<id>. In the local stack it also serves the fake Discord
+// webhook the video jobs post to.
+func (a *App) routesJobs() error {
+	log := a.log.Named("jobs")
+	client, err := jobs.NewInsertClient(a.pool)
+	if err != nil {
+		return err
+	}
+	events := jobs.NewEvents(a.redis, a.cfg.RedisPrefix)
+	a.jobs = jobs.NewStore(jobs.Options{
+		Pool:     a.pool,
+		River:    client,
+		Events:   events,
+		Ledger:   a.ledger,
+		Registry: jobs.NewRegistry(a.redis, a.cfg.RedisPrefix),
+		Config:   a.cfg.Jobs,
+		Log:      a.log,
+	})
+	jobapi.New(jobapi.Options{
+		Store:    a.jobs,
+		Events:   events,
+		Verifier: a.verifier,
+		Limiter:  a.limiter,
+		Log:      a.log,
+	}).Register(a.echo)
+	if a.cfg.DevDiscordDir != "" && a.cfg.Environment == "local" {
+		rec := notify.NewRecorder(a.cfg.DevDiscordDir)
+		a.echo.POST("/dev/discord/webhook", echo.WrapHandler(http.HandlerFunc(rec.ServeHTTP)))
+		log.Info("fake discord webhook at /dev/discord/webhook", zap.String("dir", a.cfg.DevDiscordDir))
+	}
+	return nil
+}

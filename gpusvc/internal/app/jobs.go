@@ -1,0 +1,73 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/gpusvc/internal/generate"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/gpusvc/internal/worker"
+	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/email"
+	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/notify"
+	"github.com/nounsai/sdserver/shared/storage"
+)
+
+// newJobRunner builds the durable-job workers on the default backend
+// (audio, video projects) and the generation service (async images).
+func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Store, gen *generate.Service) error {
+	backend, ok := backends[a.cfg.Inference.Default]
+	if !ok {
+		return fmt.Errorf("jobs: backend %q is not configured", a.cfg.Inference.Default)
+	}
+	sender, err := email.New(a.cfg.Email)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	r, err := worker.New(worker.Options{
+		Pool:        a.pool,
+		Redis:       a.redis,
+		RedisPrefix: a.cfg.RedisPrefix,
+		Backend:     backend,
+		Storage:     st,
+		Ledger:      credits.NewLedger(a.pool, a.cfg.Credits.Options(nil)),
+		Generate:    gen,
+		Email:       sender,
+		Discord:     notify.NewDiscord(a.cfg.Worker.VideoWebhookURL, nil),
+		FFmpeg:      media.FFmpeg{FFmpeg: a.cfg.Inference.FFmpegPath},
+		AppBaseURL:  a.cfg.AppBaseURL,
+		Config:      a.cfg.Worker,
+		Log:         a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	if !a.cfg.Worker.Enabled() {
+		a.log.Info("job workers disabled (WORKER_CONCURRENCY=0)")
+	}
+	a.jobs = r
+	return nil
+}
+
+// startJobs starts the workers; the returned function stops them (soft
+// stop within the shutdown timeout, then cancel: cancelled jobs are put
+// back in the queue).
+func (a *App) startJobs(ctx context.Context) (stop func(), err error) {
+	if a.jobs == nil {
+		return func() {}, nil
+	}
+	if err := a.jobs.Start(ctx); err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout+5*time.Second)
+		defer cancel()
+		if err := a.jobs.Stop(sctx); err != nil {
+			a.log.Warn("stopping job workers failed", zap.Error(err))
+		}
+	}, nil
+}

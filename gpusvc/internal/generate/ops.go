@@ -1,0 +1,166 @@
+package generate
+
+import (
+	"context"
+	"fmt"
+	"image"
+
+	xdraw "golang.org/x/image/draw"
+
+	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/gpusvc/internal/models"
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/credits"
+)
+
+// Caller identifies who pays for a model route. The zero value is a free,
+// unidentified caller (the challenge-token-only routes).
+type Caller struct {
+	// UserID pays when Charged is set.
+	UserID int64
+	// Anonymous callers are never charged.
+	Anonymous bool
+	// Charged makes the route cost credits (the JWT routes).
+	Charged bool
+	// Key identifies the request for idempotent charging.
+	Key string
+}
+
+// resolveOp resolves modelID and checks it offers op (501 otherwise).
+func (s *Service) resolveOp(ctx context.Context, modelID string, op inference.Op) (models.Route, error) {
+	route, err := s.opts.Registry.Resolve(ctx, modelID)
+	if err != nil {
+		return models.Route{}, err
+	}
+	return route, route.Check(op)
+}
+
+// runRoute charges (when the caller pays), runs fn within capacity and
+// refunds on failure.
+func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route models.Route, fn func(ctx context.Context) error) error {
+	var debit credits.Debit
+	if c.Charged {
+		var err error
+		if debit, err = s.charge(ctx, c.UserID, c.Anonymous, op, 1, c.Key); err != nil {
+			return err
+		}
+	}
+	if err := s.run(ctx, op, route.Backend.Name(), routeUnits(op), fn); err != nil {
+		s.refund(ctx, debit)
+		return err
+	}
+	return nil
+}
+
+// ExtendPrompt enriches a prompt (legacy /extend_prompt).
+func (s *Service) ExtendPrompt(ctx context.Context, c Caller, modelID, prompt string) (string, error) {
+	if err := checkPrompt("prompt", prompt, s.opts.Limits.MaxPromptChars); err != nil {
+		return "", err
+	}
+	route, err := s.resolveOp(ctx, modelID, inference.OpExtendPrompt)
+	if err != nil {
+		return "", err
+	}
+	var out string
+	err = s.runRoute(ctx, c, inference.OpExtendPrompt, route, func(ctx context.Context) error {
+		out, err = route.Backend.ExtendPrompt(ctx, prompt)
+		return err
+	})
+	return out, err
+}
+
+// Interrogate describes an image as a prompt (legacy /interrogate).
+func (s *Service) Interrogate(ctx context.Context, c Caller, modelID string, data []byte) (string, error) {
+	route, err := s.resolveOp(ctx, modelID, inference.OpInterrogate)
+	if err != nil {
+		return "", err
+	}
+	img, err := s.decodeInput("base_64", data)
+	if err != nil {
+		return "", err
+	}
+	var out string
+	err = s.runRoute(ctx, c, inference.OpInterrogate, route, func(ctx context.Context) error {
+		out, err = route.Backend.Interrogate(ctx, route.BackendModel, img)
+		return err
+	})
+	return out, err
+}
+
+// Upscale enlarges an image 4× after shrinking it so its longest side is at
+// most Limits.UpscaleInputSide (legacy /upscale: output ≤ 1536 px). Nothing
+// is stored.
+func (s *Service) Upscale(ctx context.Context, c Caller, modelID string, data []byte) (image.Image, error) {
+	route, err := s.resolveOp(ctx, modelID, inference.OpUpscale)
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.decodeInput("base_64", data)
+	if err != nil {
+		return nil, err
+	}
+	b := img.Bounds()
+	if w, h := fit(b.Dx(), b.Dy(), s.opts.Limits.UpscaleInputSide); w != b.Dx() || h != b.Dy() {
+		img = resize(img, w, h, xdraw.CatmullRom)
+	}
+	var out image.Image
+	err = s.runRoute(ctx, c, inference.OpUpscale, route, func(ctx context.Context) error {
+		out, err = route.Backend.Upscale(ctx, inference.UpscaleRequest{Model: route.BackendModel, Image: img, Scale: 4})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil || out.Bounds().Empty() {
+		return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned an empty image", route.Backend.Name()))
+	}
+	return out, nil
+}
+
+// Mask is the output of Segment.
+type Mask struct {
+	// Packed is the W×H mask, row-major, bit-packed MSB-first.
+	Packed        []byte
+	Width, Height int
+}
+
+// Segment grows a mask from foreground points (legacy /mask). Points are
+// pixel coordinates of the input image and must lie inside it.
+func (s *Service) Segment(ctx context.Context, c Caller, modelID string, data []byte, points []image.Point) (Mask, error) {
+	if len(points) == 0 || len(points) > s.opts.Limits.MaxPoints {
+		return Mask{}, invalidField("coordinates", fmt.Sprintf("coordinates must hold 1 to %d points", s.opts.Limits.MaxPoints))
+	}
+	route, err := s.resolveOp(ctx, modelID, inference.OpSegment)
+	if err != nil {
+		return Mask{}, err
+	}
+	img, err := s.decodeInput("base64", data)
+	if err != nil {
+		return Mask{}, err
+	}
+	b := img.Bounds()
+	for _, p := range points {
+		if p.X < 0 || p.Y < 0 || p.X >= b.Dx() || p.Y >= b.Dy() {
+			return Mask{}, invalidField("coordinates", fmt.Sprintf("point [%d, %d] is outside the %d×%d image", p.X, p.Y, b.Dx(), b.Dy()))
+		}
+	}
+	if b.Min != (image.Point{}) {
+		shifted := make([]image.Point, len(points))
+		for i, p := range points {
+			shifted[i] = p.Add(b.Min)
+		}
+		points = shifted
+	}
+	var bits []bool
+	err = s.runRoute(ctx, c, inference.OpSegment, route, func(ctx context.Context) error {
+		bits, err = route.Backend.Segment(ctx, inference.SegmentRequest{Image: img, Points: points})
+		return err
+	})
+	if err != nil {
+		return Mask{}, err
+	}
+	if len(bits) != b.Dx()*b.Dy() {
+		return Mask{}, apperr.BadGateway(fmt.Sprintf("The %s backend returned a mask of the wrong size", route.Backend.Name()))
+	}
+	return Mask{Packed: PackMask(bits), Width: b.Dx(), Height: b.Dy()}, nil
+}

@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/nounsai/sdserver/gpusvc/internal/generate"
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/storage"
+)
+
+type imageWorker struct {
+	river.WorkerDefaults[jobs.ImageArgs]
+	r *Runner
+}
+
+// Timeout is the job's own timeout, derived from its sample count.
+func (w *imageWorker) Timeout(job *river.Job[jobs.ImageArgs]) time.Duration { return job.Args.Timeout() }
+
+// Work runs one async image generation.
+func (w *imageWorker) Work(ctx context.Context, job *river.Job[jobs.ImageArgs]) error {
+	return w.r.execute(ctx, job.JobRow, job.Args.Args, w.r.workImage)
+}
+
+// EnqueueImage queues an async image generation of a parsed POST /images
+// request for the user (POST /v1/images/generations). The request is
+// stored with the job; its range checks run when the job runs, in the
+// same code as POST /images.
+func (r *Runner) EnqueueImage(ctx context.Context, userID int64, job generate.ImageJob) (jobs.Job, error) {
+	if r.opts.Generate == nil {
+		return jobs.Job{}, apperr.New(apperr.KindUnsupported, "Async image generation is not available on this host")
+	}
+	job.UserID, job.Anonymous, job.Key = userID, false, ""
+	samples := max(job.Samples, 1)
+	var out jobs.Job
+	err := db.InTx(ctx, r.opts.Pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = r.store.Enqueue(ctx, tx, jobs.NewJob{UserID: userID, Kind: jobs.KindImage, Params: job,
+			Timeout: r.cfg.Jobs.ImageTimeout(samples)})
+		return err
+	})
+	return out, err
+}
+
+func (r *Runner) workImage(ctx context.Context, x *run) (jobs.Outcome, func(context.Context, pgx.Tx, jobs.Job) error, error) {
+	if r.opts.Generate == nil {
+		return jobs.Outcome{}, nil, apperr.New(apperr.KindUnsupported, "async image generation is not available")
+	}
+	var job generate.ImageJob
+	if err := json.Unmarshal(x.job.Params, &job); err != nil {
+		return jobs.Outcome{}, nil, permanentf("the stored request is malformed")
+	}
+	// The charge is keyed by the job, so a re-run never charges twice, and
+	// stored images are deduplicated by hash, so it never stores twice.
+	job.UserID, job.Anonymous, job.Key = x.job.UserID, false, x.job.DebitKey
+	if err := x.progress(ctx, 0.1, "generating"); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	res, err := r.opts.Generate.GenerateImages(ctx, job)
+	if err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	ids := make([]int64, len(res.Outputs))
+	for i, o := range res.Outputs {
+		ids[i] = o.ID
+	}
+	result := jobs.Result{ImageIDs: ids}
+	if len(res.Outputs) > 0 {
+		result.URL = r.opts.Storage.URL(storage.KindImage, storage.ImageKey(x.job.UserID, res.Outputs[0].CDNID))
+	}
+	return jobs.Outcome{State: jobs.StateCompleted, Result: result}, nil, nil
+}

@@ -1,0 +1,247 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	xdraw "golang.org/x/image/draw"
+
+	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/storage"
+)
+
+// Video frame limits.
+const (
+	// maxVideoSide bounds the frame size; larger keyframes are scaled down.
+	maxVideoSide = 1024
+	// maxInterpolate is the most in-between frames asked of the backend in
+	// one call; longer segments repeat frames evenly.
+	maxInterpolate = 120
+)
+
+type videoWorker struct {
+	river.WorkerDefaults[jobs.VideoArgs]
+	r *Runner
+}
+
+// Timeout is the job's own timeout, derived from its frame count.
+func (w *videoWorker) Timeout(job *river.Job[jobs.VideoArgs]) time.Duration { return job.Args.Timeout() }
+
+// Work renders one video project.
+func (w *videoWorker) Work(ctx context.Context, job *river.Job[jobs.VideoArgs]) error {
+	return w.r.execute(ctx, job.JobRow, job.Args.Args, w.r.workVideo)
+}
+
+// workVideo renders a project (legacy §8): keyframes from its images,
+// in-between frames from the backend, ffmpeg into an H.264 MP4 with the
+// project's audio from the first timestamp, uploaded to the project's
+// fixed key before the state becomes COMPLETED (legacy C19).
+func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(context.Context, pgx.Tx, jobs.Job) error, error) {
+	var userID, audioID int64
+	var cdnID *string
+	var raw []byte
+	err := r.opts.Pool.QueryRow(ctx, `SELECT user_id, audio_id, metadata, cdn_id FROM video_projects WHERE id = $1`,
+		x.job.VideoProjectID).Scan(&userID, &audioID, &raw, &cdnID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return jobs.Outcome{}, nil, permanentf("video project %d not found", x.job.VideoProjectID)
+	}
+	if err != nil {
+		return jobs.Outcome{}, nil, fmt.Errorf("read video project %d: %w", x.job.VideoProjectID, err)
+	}
+	if cdnID == nil || !storage.ValidKey(*cdnID) {
+		return jobs.Outcome{}, nil, permanentf("the video project has no cdn_id")
+	}
+	plan, err := jobs.PlanVideo(raw, r.cfg.Jobs.VideoFPS, r.cfg.Jobs.VideoMaxDuration)
+	if err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	if !r.opts.Backend.Supports(inference.OpInterpolate) {
+		return jobs.Outcome{}, nil, inference.Unsupported(r.opts.Backend.Name(), inference.OpInterpolate)
+	}
+	_, audio, err := r.ownedAudio(ctx, userID, audioID, "the project's")
+	if err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	keyframes := make([]image.Image, len(plan.ImageIDs))
+	for i, id := range plan.ImageIDs {
+		if keyframes[i], err = r.keyframe(ctx, userID, id); err != nil {
+			return jobs.Outcome{}, nil, err
+		}
+	}
+	if err := x.charge(ctx, credits.OpVideo, plan.Seconds()); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	if err := x.progress(ctx, 0.02, "frames"); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+
+	dir, err := os.MkdirTemp(r.opts.FFmpeg.TempDir, "video-*")
+	if err != nil {
+		return jobs.Outcome{}, nil, fmt.Errorf("create video scratch dir: %w", err)
+	}
+	defer os.RemoveAll(dir) // legacy C19: the output was never cleaned
+	size := frameSize(keyframes[0].Bounds())
+	if size.Dx() < 32 || size.Dy() < 32 {
+		return jobs.Outcome{}, nil, permanentf("the first image is smaller than 32×32")
+	}
+	for i := range keyframes {
+		keyframes[i] = fit(keyframes[i], size)
+	}
+
+	total := plan.TotalFrames()
+	done := 0
+	write := func(img image.Image) error {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			return fmt.Errorf("encode frame %d: %w", done, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("frame%05d.png", done)), buf.Bytes(), 0o600); err != nil {
+			return fmt.Errorf("write frame %d: %w", done, err)
+		}
+		done++
+		return x.progress(ctx, 0.02+0.83*float64(done)/float64(total), "frames")
+	}
+	for seg, n := range plan.Frames {
+		if err := write(keyframes[seg]); err != nil {
+			return jobs.Outcome{}, nil, err
+		}
+		between := n - 1
+		got, err := r.opts.Backend.Interpolate(ctx, inference.InterpolateRequest{
+			From: keyframes[seg], To: keyframes[seg+1], N: min(between, maxInterpolate),
+			Prompt: plan.Prompts[seg], Seed: x.job.VideoProjectID*1000 + int64(seg)})
+		if err != nil {
+			return jobs.Outcome{}, nil, err
+		}
+		if len(got) == 0 {
+			return jobs.Outcome{}, nil, errors.New("the backend returned no frames")
+		}
+		for k := 1; k <= between; k++ {
+			// Spread the frames the backend gave over the segment.
+			idx := min(len(got)-1, (k*(len(got)+1))/(between+1)-1)
+			if err := write(fit(got[max(idx, 0)], size)); err != nil {
+				return jobs.Outcome{}, nil, err
+			}
+		}
+	}
+	if err := write(keyframes[len(keyframes)-1]); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+
+	if err := x.progress(ctx, 0.88, "encoding"); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	audioPath := filepath.Join(dir, "audio.mp3")
+	if err := os.WriteFile(audioPath, audio, 0o600); err != nil {
+		return jobs.Outcome{}, nil, fmt.Errorf("write audio: %w", err)
+	}
+	out := filepath.Join(dir, "out.mp4")
+	if err := r.encode(ctx, dir, audioPath, out, plan); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	mp4, err := os.ReadFile(out)
+	if err != nil {
+		return jobs.Outcome{}, nil, fmt.Errorf("read encoded video: %w", err)
+	}
+	if err := x.progress(ctx, 0.95, "uploading"); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	key := storage.VideoKey(userID, *cdnID)
+	if err := r.opts.Storage.Put(ctx, storage.KindVideo, key, mp4); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	return jobs.Outcome{State: jobs.StateCompleted, Result: jobs.Result{VideoProjectID: x.job.VideoProjectID,
+		URL: r.opts.Storage.URL(storage.KindVideo, key)}}, nil, nil
+}
+
+// keyframe loads the user's image id (owner checked, legacy S6).
+func (r *Runner) keyframe(ctx context.Context, userID, id int64) (image.Image, error) {
+	var cdnID *string
+	err := r.opts.Pool.QueryRow(ctx, `SELECT cdn_id FROM images WHERE id = $1 AND user_id = $2`, id, userID).Scan(&cdnID)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (cdnID == nil || *cdnID == "")) {
+		return nil, permanentf("image %d not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read image %d: %w", id, err)
+	}
+	data, err := r.opts.Storage.Get(ctx, storage.KindImage, storage.ImageKey(userID, *cdnID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, permanentf("image %d has no stored file", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("download image %d: %w", id, err)
+	}
+	img, _, err := media.Decode(data, media.DefaultLimits)
+	if err != nil {
+		return nil, permanentf("image %d could not be decoded", id)
+	}
+	return img, nil
+}
+
+// frameSize is the first keyframe's size scaled to at most maxVideoSide
+// and rounded down to a multiple of 32 (legacy; also keeps H.264's 4:2:0
+// happy).
+func frameSize(b image.Rectangle) image.Rectangle {
+	w, h := b.Dx(), b.Dy()
+	if s := max(w, h); s > maxVideoSide {
+		w, h = w*maxVideoSide/s, h*maxVideoSide/s
+	}
+	return image.Rect(0, 0, w/32*32, h/32*32)
+}
+
+// fit scales img to exactly size (RGBA).
+func fit(img image.Image, size image.Rectangle) image.Image {
+	if img.Bounds() == size {
+		if _, ok := img.(*image.RGBA); ok {
+			return img
+		}
+	}
+	out := image.NewRGBA(size)
+	xdraw.ApproxBiLinear.Scale(out, size, img, img.Bounds(), xdraw.Src, nil)
+	return out
+}
+
+// encode runs ffmpeg: the frames at the plan's fps as H.264 (yuv420p) with
+// the audio from the first timestamp, for the duration the timestamps
+// imply.
+func (r *Runner) encode(ctx context.Context, dir, audioPath, out string, plan jobs.VideoPlan) error {
+	bin := r.opts.FFmpeg.FFmpeg
+	if bin == "" {
+		bin = "ffmpeg"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return fmt.Errorf("ffmpeg is not installed (Debian package ffmpeg): %w", err)
+	}
+	dur := strconv.FormatFloat(plan.Duration(), 'f', 3, 64)
+	cmd := exec.CommandContext(ctx, bin, "-nostdin", "-v", "error", "-y",
+		"-framerate", strconv.Itoa(plan.FPS), "-i", filepath.Join(dir, "frame%05d.png"),
+		"-ss", strconv.FormatFloat(plan.Start(), 'f', 3, 64), "-t", dur, "-i", audioPath,
+		"-map", "0:v:0", "-map", "1:a:0", "-t", dur,
+		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", out)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg := stderr.Bytes()
+		if len(msg) > 512 {
+			msg = msg[len(msg)-512:]
+		}
+		return fmt.Errorf("ffmpeg: %w: %s", err, bytes.TrimSpace(msg))
+	}
+	return nil
+}

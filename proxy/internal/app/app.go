@@ -1,0 +1,211 @@
+// Package app wires the proxy together: the GPU host registry (api_hosts
+// with LISTEN/NOTIFY), the account pool, the active health checker, the
+// balancer, the edge guard and forwarding data path, and the echo admin
+// routes; and it serves them until its context ends, draining in-flight
+// requests. It is the only place (with cmd/proxy) that knows every
+// dependency.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/proxy/internal/admin"
+	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/proxy/internal/console"
+	"github.com/nounsai/sdserver/proxy/internal/edge"
+	"github.com/nounsai/sdserver/proxy/internal/forward"
+	"github.com/nounsai/sdserver/proxy/internal/health"
+	"github.com/nounsai/sdserver/proxy/internal/hosts"
+	"github.com/nounsai/sdserver/shared/ratelimit"
+	"github.com/nounsai/sdserver/shared/web"
+)
+
+// Deps are the connections the proxy uses; the caller opens and closes
+// them.
+type Deps struct {
+	// DB holds api_hosts. Required.
+	DB *pgxpool.Pool
+	// Redis counts the rate limits; nil turns them off.
+	Redis *redis.Client
+	// Registry receives the metrics served on /metrics; nil makes one.
+	Registry *prometheus.Registry
+}
+
+// App is a configured proxy, ready to Run.
+type App struct {
+	cfg       Config
+	log       *zap.Logger
+	registry  *hosts.Registry
+	checker   *health.Checker
+	transport *http.Transport
+	handler   http.Handler
+	gpu       *balancer.Pool
+	account   *balancer.Pool
+}
+
+// New builds the proxy. It starts nothing; Run does.
+func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
+	if deps.DB == nil {
+		return nil, errors.New("proxy: no database pool")
+	}
+	gpuSel, err := balancer.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	gpu := &balancer.Pool{}
+	var accountUps []*balancer.Upstream
+	for _, a := range cfg.AccountURLs {
+		u, err := hosts.ParseAddress(a)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: ACCOUNTSVC_URLS %q: %w", a, err)
+		}
+		accountUps = append(accountUps, balancer.NewUpstream(0, a, u))
+	}
+	account := balancer.NewPool(accountUps)
+
+	transport := forward.NewTransport()
+	fwd := forward.New(forward.Config{
+		GPUTimeout:      cfg.GPUTimeout,
+		UpstreamTimeout: cfg.UpstreamTimeout,
+		BodyLimit:       cfg.BodyLimit,
+		RetryAfter:      cfg.HealthInterval,
+		TrustedProxies:  cfg.TrustedProxies,
+	}, forward.Pools{
+		GPU: gpu, GPUSelector: gpuSel,
+		Account: account, AccountSelector: &balancer.LeastConn{},
+	}, transport, forward.NewMetrics(reg, gpu, account), log.Named("forward"))
+
+	var limiter *ratelimit.Limiter
+	if deps.Redis != nil && cfg.RateLimits {
+		limiter = ratelimit.New(deps.Redis, cfg.RedisPrefix+"ratelimit:", ratelimit.Options{})
+	} else {
+		log.Warn("proxy rate limits are off", zap.Bool("redis", deps.Redis != nil), zap.Bool("rate_limits", cfg.RateLimits))
+	}
+	edgeCfg := edge.Config{
+		ChallengeTokens: cfg.ChallengeTokens,
+		ChallengeExempt: cfg.ChallengeExempt,
+		RateLimitIP:     cfg.RateLimitIP,
+		RateLimitGlobal: cfg.RateLimitGlobal,
+		TrustedProxies:  cfg.TrustedProxies,
+	}
+	guard := edge.NewGuard(edgeCfg, limiter, fwd, log.Named("edge"))
+
+	registry := hosts.NewRegistry(deps.DB, gpu, log.Named("hosts"))
+	e := web.New(web.Options{
+		Service:       "proxy",
+		Log:           log,
+		Registry:      reg,
+		BodyLimit:     cfg.BodyLimit,
+		SkipAccessLog: func(r *http.Request) bool { return r.URL.Path == "/health" || r.URL.Path == "/metrics" },
+	})
+	(&admin.Handler{
+		GPU: gpu, Account: account, Policy: cfg.Policy, Hosts: registry, AdminToken: cfg.AdminToken,
+	}).Routes(e)
+	// Ops console at /admin (wiring owned by the console package's author).
+	cons, err := console.New(console.Options{
+		AdminToken: cfg.AdminToken, GPU: gpu, Account: account, Policy: cfg.Policy,
+		Store: console.NewStore(deps.DB), Hosts: registry, Log: log.Named("console"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	cons.Routes(e)
+	// /refresh_hosts keeps the legacy challenge-token check and goes
+	// through the rate limits like any public route.
+	refresh := edge.NewGuard(edgeCfg, limiter, e, log.Named("edge"))
+
+	a := &App{
+		cfg:       cfg,
+		log:       log,
+		registry:  registry,
+		transport: transport,
+		gpu:       gpu,
+		account:   account,
+		checker: health.NewChecker(health.Config{
+			Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
+			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
+		}, &http.Client{Transport: transport}, log.Named("health"), gpu, account),
+	}
+	a.handler = route(e, refresh, guard)
+	return a, nil
+}
+
+// route sends the proxy's own paths to echo and everything else to the
+// data path.
+func route(e *echo.Echo, refresh, data http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if console.Serves(r.URL.Path) { // ops console
+			e.ServeHTTP(w, r)
+			return
+		}
+		switch r.URL.Path {
+		case "/health", "/metrics", "/admin/hosts":
+			e.ServeHTTP(w, r)
+		case "/refresh_hosts":
+			refresh.ServeHTTP(w, r)
+		default:
+			data.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Handler returns the proxy's HTTP handler (for tests).
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Pools returns the GPU and account pools (for tests and tools).
+func (a *App) Pools() (gpu, account *balancer.Pool) { return a.gpu, a.account }
+
+// Run loads api_hosts, then serves on ln until ctx ends; it then stops
+// accepting, drains in-flight requests for at most ShutdownTimeout, and
+// stops the host listener and health checker. It returns nil after a clean
+// shutdown.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	loadCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ups, err := a.registry.Reload(loadCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("proxy: initial host load: %w", err)
+	}
+	a.log.Info("gpu hosts loaded", zap.Int("hosts", len(ups)), zap.String("policy", a.cfg.Policy))
+
+	// Background work outlives ctx until the drain is over, so that host
+	// changes and health keep applying to the requests being drained.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.registry.Run(bg, a.cfg.HostsReloadInterval) })
+	wg.Go(func() { _ = a.checker.Run(bg) })
+	defer func() {
+		stopBG()
+		wg.Wait()
+		a.transport.CloseIdleConnections()
+	}()
+
+	srv := web.NewServer(a.handler)
+	srv.ErrorLog = zap.NewStdLog(a.log.Named("http"))
+	return web.Serve(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), a.log, a.cfg.ShutdownTimeout)
+}
+
+// Run builds the proxy and runs it on ln until ctx ends (see App.Run).
+func Run(ctx context.Context, cfg Config, log *zap.Logger, deps Deps, ln net.Listener) error {
+	a, err := New(cfg, log, deps)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx, ln)
+}

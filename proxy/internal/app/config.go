@@ -1,0 +1,127 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/proxy/internal/hosts"
+	"github.com/nounsai/sdserver/shared/config"
+)
+
+// Config is the proxy's configuration. Every field is read from the
+// environment variable named in its comment (and the shared ones from
+// config.Common); tests build it as a literal.
+type Config struct {
+	config.Common
+
+	// AccountURLs are the accountsvc instances that serve every non-GPU
+	// route (ACCOUNTSVC_URLS, comma-separated; default
+	// http://127.0.0.1:8081). They are health-checked like GPU hosts.
+	AccountURLs []string
+	// Policy balances the GPU hosts (BALANCER_POLICY): eeft (default,
+	// earliest expected finish time), least_conn or round_robin.
+	Policy string
+	// HealthInterval is the period of the active checks
+	// (HEALTH_INTERVAL, default 2s).
+	HealthInterval time.Duration
+	// HealthTimeout bounds one check (HEALTH_TIMEOUT, default 1s).
+	HealthTimeout time.Duration
+	// HealthRise is the consecutive passes that bring a host back
+	// (HEALTH_RISE, default 2).
+	HealthRise int
+	// HealthFall is the consecutive failures that take a host out
+	// (HEALTH_FALL, default 2).
+	HealthFall int
+	// GPUTimeout bounds a GPU-route request (GPU_TIMEOUT, default 300s).
+	GPUTimeout time.Duration
+	// UpstreamTimeout bounds every other request (UPSTREAM_TIMEOUT,
+	// default 30s).
+	UpstreamTimeout time.Duration
+	// HostsReloadInterval is the safety-net full reload of api_hosts,
+	// on top of LISTEN/NOTIFY (HOSTS_RELOAD_INTERVAL, default 30s).
+	HostsReloadInterval time.Duration
+	// RateLimitIP is requests per minute per client IP, counted in Redis
+	// across replicas (RATE_LIMIT_IP, default 600; 0 = off).
+	RateLimitIP int
+	// RateLimitGlobal is requests per minute across all clients
+	// (RATE_LIMIT_GLOBAL, default 0 = off).
+	RateLimitGlobal int
+	// MaxConns caps concurrent client connections (MAX_CONNS, default
+	// 4096; 0 = no cap).
+	MaxConns int
+	// ChallengeExempt are path prefixes served without the challenge
+	// token (CHALLENGE_EXEMPT_PATHS, default /verify/,/reset/: pages
+	// opened from emails).
+	ChallengeExempt []string
+}
+
+// Load reads the configuration. Errors are collected in l (l.Err()); call
+// Validate afterwards.
+func Load(l *config.Loader) Config {
+	c := Config{
+		Common:              config.LoadCommon(l, "127.0.0.1:8080"),
+		AccountURLs:         l.List("ACCOUNTSVC_URLS", "", []string{"http://127.0.0.1:8081"}),
+		Policy:              l.String("BALANCER_POLICY", "", balancer.PolicyEEFT),
+		HealthInterval:      l.Duration("HEALTH_INTERVAL", "", 2*time.Second),
+		HealthTimeout:       l.Duration("HEALTH_TIMEOUT", "", time.Second),
+		HealthRise:          l.Int("HEALTH_RISE", "", 2),
+		HealthFall:          l.Int("HEALTH_FALL", "", 2),
+		GPUTimeout:          l.Duration("GPU_TIMEOUT", "", 300*time.Second),
+		UpstreamTimeout:     l.Duration("UPSTREAM_TIMEOUT", "", 30*time.Second),
+		HostsReloadInterval: l.Duration("HOSTS_RELOAD_INTERVAL", "", 30*time.Second),
+		RateLimitIP:         l.Int("RATE_LIMIT_IP", "", 600),
+		RateLimitGlobal:     l.Int("RATE_LIMIT_GLOBAL", "", 0),
+		MaxConns:            l.Int("MAX_CONNS", "", 4096),
+		ChallengeExempt:     l.List("CHALLENGE_EXEMPT_PATHS", "", []string{"/verify/", "/reset/"}),
+	}
+	// The proxy drains in-flight generations on shutdown, so its default
+	// drain covers the GPU timeout (SHUTDOWN_TIMEOUT still wins).
+	c.ShutdownTimeout = l.Duration("SHUTDOWN_TIMEOUT", "", c.GPUTimeout+5*time.Second)
+	return c
+}
+
+// Validate reports every bad setting, naming its variable.
+func (c Config) Validate() error {
+	errs := []error{c.Common.Validate()}
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if len(c.AccountURLs) == 0 {
+		bad("ACCOUNTSVC_URLS", "must name at least one accountsvc URL")
+	}
+	for _, u := range c.AccountURLs {
+		if _, err := hosts.ParseAddress(u); err != nil {
+			bad("ACCOUNTSVC_URLS", "%q: %v", u, err)
+		}
+	}
+	if _, err := balancer.New(c.Policy); err != nil {
+		bad("BALANCER_POLICY", "%v", err)
+	}
+	positive := map[string]time.Duration{
+		"HEALTH_INTERVAL": c.HealthInterval, "HEALTH_TIMEOUT": c.HealthTimeout, "GPU_TIMEOUT": c.GPUTimeout,
+		"UPSTREAM_TIMEOUT": c.UpstreamTimeout, "HOSTS_RELOAD_INTERVAL": c.HostsReloadInterval,
+	}
+	for name, d := range positive {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	if c.HealthRise < 1 {
+		bad("HEALTH_RISE", "must be at least 1")
+	}
+	if c.HealthFall < 1 {
+		bad("HEALTH_FALL", "must be at least 1")
+	}
+	if c.RateLimitIP < 0 {
+		bad("RATE_LIMIT_IP", "must not be negative")
+	}
+	if c.RateLimitGlobal < 0 {
+		bad("RATE_LIMIT_GLOBAL", "must not be negative")
+	}
+	if c.MaxConns < 0 {
+		bad("MAX_CONNS", "must not be negative")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,147 @@
+package balancer
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// A work unit is the cost of one Text to Image request with 1 sample, 25
+// steps at 512×512 pixels; on the reference GPU it takes about a second.
+// Speeds are learned per host in seconds per unit, so the absolute scale
+// only matters for the prior (DefaultSecPerUnit).
+const (
+	refSteps  = 25
+	refPixels = 512 * 512
+
+	maxSamples = 16
+	maxSteps   = 150
+	maxSide    = 2048
+)
+
+// modeCost is the per-mode multiplier of the samples × steps × pixels
+// product, for the legacy inference_mode values of POST /images.
+var modeCost = map[string]float64{
+	"text to image":           1.0,
+	"image to image":          1.0, // times strength (the denoised fraction)
+	"pix to pix":              1.2,
+	"controlnet outlines":     1.3,
+	"controlnet depth":        1.5,
+	"controlnet segmentation": 1.5,
+	"mask":                    1.1,
+}
+
+// routeCost is the fixed cost of the GPU routes whose work does not depend
+// on request fields.
+var routeCost = map[string]float64{
+	"/extend_prompt": 0.3,
+	"/interrogate":   0.5,
+	"/mask":          0.5,
+	"/upscale":       4.0,
+}
+
+// imageRequest holds the few fields of a generation body the estimate needs.
+type imageRequest struct {
+	Mode        string  `json:"inference_mode"`
+	Samples     flexNum `json:"samples"`
+	N           flexNum `json:"n"`
+	Steps       flexNum `json:"steps"`
+	Strength    flexNum `json:"strength"`
+	AspectRatio string  `json:"aspect_ratio"`
+	Size        string  `json:"size"`
+	Width       flexNum `json:"width"`
+	Height      flexNum `json:"height"`
+}
+
+// flexNum accepts a JSON number or a numeric string (the legacy API coerces
+// with int()/float()); anything else leaves it 0.
+type flexNum float64
+
+// UnmarshalJSON implements json.Unmarshaler; it never fails.
+func (f *flexNum) UnmarshalJSON(b []byte) error {
+	b = bytes.Trim(b, `"`)
+	if v, err := strconv.ParseFloat(string(b), 64); err == nil {
+		*f = flexNum(v)
+	}
+	return nil
+}
+
+// Estimate returns the work units of a GPU request to path with the given
+// JSON body. Unknown routes, malformed bodies and missing fields fall back to
+// the defaults of the inference code (4 samples, 25 steps, 768×768), and
+// every factor is clamped, so a request cannot claim unbounded work.
+func Estimate(path string, body []byte) float64 {
+	if c, ok := routeCost[path]; ok {
+		return c
+	}
+	var r imageRequest
+	// A body that is not JSON is estimated with the defaults; gpusvc will
+	// reject it quickly.
+	_ = json.Unmarshal(body, &r)
+
+	samples := float64(r.Samples)
+	if path == "/v1/images/generations" {
+		samples = float64(r.N)
+		if samples == 0 {
+			samples = 1
+		}
+	}
+	if samples == 0 {
+		samples = 4
+	}
+	steps := float64(r.Steps)
+	if steps == 0 {
+		steps = refSteps
+	}
+	w, h := float64(r.Width), float64(r.Height)
+	if w == 0 || h == 0 {
+		w, h = parseSize(r.AspectRatio, ':')
+	}
+	if w == 0 || h == 0 {
+		w, h = parseSize(r.Size, 'x')
+	}
+	if w == 0 || h == 0 {
+		w, h = 768, 768
+	}
+	cost := 1.0
+	switch mode := strings.ToLower(r.Mode); {
+	case mode == "":
+	case modeCost[mode] > 0:
+		cost = modeCost[mode]
+		switch mode {
+		case "image to image":
+			s := clamp(float64(r.Strength), 0.1, 1)
+			if r.Strength == 0 {
+				s = 0.5
+			}
+			cost *= s
+		case "controlnet outlines", "controlnet depth", "controlnet segmentation":
+			samples = 1
+		case "mask":
+			samples, steps = 1, refSteps
+		}
+	}
+	samples = clamp(samples, 1, maxSamples)
+	steps = clamp(steps, 1, maxSteps)
+	w, h = clamp(w, 64, maxSide), clamp(h, 64, maxSide)
+	return cost * samples * steps / refSteps * w * h / refPixels
+}
+
+// parseSize parses "W<sep>H"; it returns zeros when s is not that.
+func parseSize(s string, sep byte) (float64, float64) {
+	i := strings.IndexByte(s, sep)
+	if i < 0 {
+		return 0, 0
+	}
+	w, err1 := strconv.ParseFloat(strings.TrimSpace(s[:i]), 64)
+	h, err2 := strconv.ParseFloat(strings.TrimSpace(s[i+1:]), 64)
+	if err1 != nil || err2 != nil || w <= 0 || h <= 0 {
+		return 0, 0
+	}
+	return w, h
+}
+
+func clamp(v, lo, hi float64) float64 {
+	return min(max(v, lo), hi)
+}

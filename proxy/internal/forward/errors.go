@@ -1,0 +1,72 @@
+package forward
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+)
+
+// Public messages of the proxy's own error answers. The body shapes follow
+// the legacy API: {"message": ...}, and {"error": ...} for 413.
+const (
+	msgBadGateway  = "upstream host failed"
+	msgTimeout     = "upstream host timed out"
+	msgUnavailable = "no healthy upstream host, retry later"
+	msgTooLarge    = "File size exceeds the allowed limit"
+)
+
+var cannedBodies = map[int][]byte{
+	http.StatusBadGateway:            mustJSON("message", msgBadGateway),
+	http.StatusGatewayTimeout:        mustJSON("message", msgTimeout),
+	http.StatusServiceUnavailable:    mustJSON("message", msgUnavailable),
+	http.StatusRequestEntityTooLarge: mustJSON("error", msgTooLarge),
+}
+
+func mustJSON(key, msg string) []byte {
+	b, err := json.Marshal(map[string]string{key: msg})
+	if err != nil {
+		panic(err)
+	}
+	return append(b, '\n')
+}
+
+// writeError answers the client with status and a JSON body: the canned
+// body for the status, or {"message": msg} when msg is set.
+func (p *Proxy) writeError(w http.ResponseWriter, st *request, status int, msg string) {
+	body := cannedBodies[status]
+	if msg != "" || body == nil {
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		body = mustJSON("message", msg)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Request-ID", st.id)
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	st.status = status
+}
+
+// validRequestID accepts client request IDs of 1 to 128 visible ASCII
+// characters.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 32 random hex characters.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

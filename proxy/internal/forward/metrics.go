@@ -1,0 +1,149 @@
+package forward
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nounsai/sdserver/proxy/internal/balancer"
+)
+
+// Metrics holds the data path's Prometheus metrics. A nil *Metrics records
+// nothing. Per-host series are resolved once per (host, route) and cached,
+// so a request costs one map lookup, not a label hash.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	noHosts  *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+
+	cache sync.Map // cacheKey → *series
+}
+
+type cacheKey struct {
+	up    *balancer.Upstream
+	route int
+}
+
+// series are the resolved metrics of one (host, route).
+type series struct {
+	duration prometheus.Observer
+	codes    [7]prometheus.Counter // indexed by codeIndex
+}
+
+var codeClasses = [7]string{"error", "1xx", "2xx", "3xx", "4xx", "5xx", "cancelled"}
+
+func codeIndex(status int) int {
+	switch {
+	case status == 499:
+		return 6
+	case status >= 100 && status < 600:
+		return status / 100
+	}
+	return 0
+}
+
+// NewMetrics registers the proxy metrics on reg, including gauges read at
+// scrape time from the upstreams of pools (labelled with pool names, in
+// order: the first pool is "gpu", the second "account").
+func NewMetrics(reg prometheus.Registerer, pools ...*balancer.Pool) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_upstream_requests_total",
+			Help: "Requests forwarded, by route, upstream host and status class.",
+		}, []string{"route", "host", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "proxy_upstream_request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its upstream response, by route and host.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 300},
+		}, []string{"route", "host"}),
+		noHosts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_no_upstream_total",
+			Help: "Requests answered 503 because no upstream host was available, by route.",
+		}, []string{"route"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_upstream_retries_total",
+			Help: "Requests retried on another host, by route.",
+		}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.noHosts, m.retries, &upstreamCollector{pools: pools})
+	return m
+}
+
+func (m *Metrics) observe(up *balancer.Upstream, route, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	k := cacheKey{up: up, route: route}
+	v, ok := m.cache.Load(k)
+	if !ok {
+		s := &series{duration: m.duration.WithLabelValues(routeNames[route], up.Address)}
+		for i, c := range codeClasses {
+			s.codes[i] = m.requests.WithLabelValues(routeNames[route], up.Address, c)
+		}
+		v, _ = m.cache.LoadOrStore(k, s)
+	}
+	s := v.(*series)
+	s.codes[codeIndex(status)].Inc()
+	s.duration.Observe(d.Seconds())
+}
+
+func (m *Metrics) noHost(route int) {
+	if m != nil {
+		m.noHosts.WithLabelValues(routeNames[route]).Inc()
+	}
+}
+
+func (m *Metrics) retried(route int) {
+	if m != nil {
+		m.retries.WithLabelValues(routeNames[route]).Inc()
+	}
+}
+
+// upstreamCollector reports each upstream's state at scrape time.
+type upstreamCollector struct {
+	pools []*balancer.Pool
+}
+
+var (
+	descHealthy     = prometheus.NewDesc("proxy_upstream_healthy", "1 if the host may receive new requests.", []string{"pool", "host"}, nil)
+	descInFlight    = prometheus.NewDesc("proxy_upstream_in_flight", "Requests the proxy has on the host.", []string{"pool", "host"}, nil)
+	descOutstanding = prometheus.NewDesc("proxy_upstream_outstanding_work", "Estimated work units in flight on the host.", []string{"pool", "host"}, nil)
+	descSpeed       = prometheus.NewDesc("proxy_upstream_seconds_per_work_unit", "Learned EWMA of seconds per work unit (0 = not learned).", []string{"pool", "host"}, nil)
+	descSlots       = prometheus.NewDesc("proxy_upstream_reported_slots", "Slots the host reported in /health.", []string{"pool", "host"}, nil)
+	descQueued      = prometheus.NewDesc("proxy_upstream_reported_queued", "Queue length the host reported in /health.", []string{"pool", "host"}, nil)
+	descFailures    = prometheus.NewDesc("proxy_upstream_failures_total", "Failed requests (connection errors, 5xx, timeouts).", []string{"pool", "host"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descHealthy, descInFlight, descOutstanding, descSpeed, descSlots, descQueued, descFailures} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for i, p := range c.pools {
+		pool := "gpu"
+		if i > 0 {
+			pool = "account"
+		}
+		for _, u := range p.Hosts() {
+			s := u.Status(now)
+			healthy := 0.0
+			if u.Available(now) {
+				healthy = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy, pool, u.Address)
+			ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(s.InFlight), pool, u.Address)
+			ch <- prometheus.MustNewConstMetric(descOutstanding, prometheus.GaugeValue, s.Outstanding, pool, u.Address)
+			ch <- prometheus.MustNewConstMetric(descSpeed, prometheus.GaugeValue, s.SecPerUnit, pool, u.Address)
+			ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(s.Slots), pool, u.Address)
+			ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(s.RepQueued), pool, u.Address)
+			ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(s.Failures), pool, u.Address)
+		}
+	}
+}

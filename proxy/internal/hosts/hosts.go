@@ -1,0 +1,227 @@
+// Package hosts keeps the proxy's GPU host pool in step with the api_hosts
+// table: it loads the rows, LISTENs for the api_hosts_changed notification
+// sent by the table's trigger (reconnecting when the database connection is
+// lost), and reloads periodically as a safety net.
+//
+// A host keeps its *balancer.Upstream (and so its learned speed and health)
+// across reloads while its address stays in the table. A deleted host is
+// marked removed: it gets no new requests, and requests already on it
+// finish. This package must never write to api_hosts.
+package hosts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/proxy/internal/balancer"
+)
+
+// Channel is the NOTIFY channel the api_hosts trigger signals.
+const Channel = "api_hosts_changed"
+
+// Row is one api_hosts row.
+type Row struct {
+	ID       int64
+	Address  string
+	Enabled  bool
+	Weight   float64
+	Draining bool
+}
+
+// Registry loads api_hosts into a balancer.Pool. Its methods are safe for
+// concurrent use.
+type Registry struct {
+	db   *pgxpool.Pool
+	pool *balancer.Pool
+	log  *zap.Logger
+
+	mu      sync.Mutex // serialises reloads
+	byAddr  map[string]*balancer.Upstream
+	invalid map[string]bool // addresses already reported as unusable
+}
+
+// NewRegistry returns a registry that fills pool from db. Nothing is loaded
+// until Reload or Run.
+func NewRegistry(db *pgxpool.Pool, pool *balancer.Pool, log *zap.Logger) *Registry {
+	return &Registry{
+		db:      db,
+		pool:    pool,
+		log:     log,
+		byAddr:  map[string]*balancer.Upstream{},
+		invalid: map[string]bool{},
+	}
+}
+
+// Pool returns the pool the registry maintains.
+func (r *Registry) Pool() *balancer.Pool { return r.pool }
+
+// list returns every api_hosts row in id order.
+func list(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) ([]Row, error) {
+	rows, err := q.Query(ctx, `
+		SELECT id, address, enabled, weight, draining
+		FROM api_hosts
+		ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list api_hosts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Row, error) {
+		var h Row
+		var w float32
+		err := row.Scan(&h.ID, &h.Address, &h.Enabled, &w, &h.Draining)
+		h.Weight = float64(w)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list api_hosts: %w", err)
+	}
+	return out, nil
+}
+
+// Reload reads api_hosts and applies it to the pool at once. It returns the
+// hosts now in the pool.
+func (r *Registry) Reload(ctx context.Context) ([]*balancer.Upstream, error) {
+	rows, err := list(ctx, r.db)
+	if err != nil {
+		return nil, err
+	}
+	return r.apply(rows), nil
+}
+
+// apply makes the pool match rows.
+func (r *Registry) apply(rows []Row) []*balancer.Upstream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make([]*balancer.Upstream, 0, len(rows))
+	seen := make(map[string]bool, len(rows))
+	for _, row := range rows {
+		addr := strings.TrimRight(strings.TrimSpace(row.Address), "/")
+		if seen[addr] {
+			continue
+		}
+		u, err := ParseAddress(addr)
+		if err != nil {
+			if !r.invalid[addr] {
+				r.invalid[addr] = true
+				r.log.Warn("ignoring api host", zap.Int64("host_id", row.ID), zap.String("address", addr), zap.Error(err))
+			}
+			continue
+		}
+		seen[addr] = true
+		up := r.byAddr[addr]
+		if up == nil {
+			up = balancer.NewUpstream(row.ID, addr, u)
+			r.byAddr[addr] = up
+			r.log.Info("api host added", zap.Int64("host_id", row.ID), zap.String("address", addr))
+		}
+		up.ID = row.ID
+		weight := row.Weight
+		if !row.Enabled {
+			weight = 0
+		}
+		if up.Weight() != weight || up.Draining() != row.Draining {
+			r.log.Info("api host updated", zap.String("address", addr),
+				zap.Float64("weight", weight), zap.Bool("draining", row.Draining))
+		}
+		up.SetWeight(weight)
+		up.SetDraining(row.Draining)
+		next = append(next, up)
+	}
+	for addr, up := range r.byAddr {
+		if !seen[addr] {
+			up.MarkRemoved()
+			delete(r.byAddr, addr)
+			r.log.Info("api host removed", zap.String("address", addr), zap.Int64("in_flight", up.InFlight()))
+		}
+	}
+	r.pool.Set(next)
+	return next
+}
+
+// ParseAddress checks that address is an absolute http(s) URL with a host
+// and no query, and returns it parsed.
+func ParseAddress(address string) (*url.URL, error) {
+	u, err := url.Parse(address)
+	if err != nil {
+		return nil, fmt.Errorf("parse address: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, errors.New("address must be http(s)://host[:port][/path]")
+	}
+	return u, nil
+}
+
+// Run keeps the pool in step with api_hosts until ctx ends: it loads the
+// table, LISTENs on Channel and reloads on each notification, and also every
+// interval (the safety net for lost notifications). When the listening
+// connection fails it reconnects with back-off and reloads, since changes may
+// have been missed. It returns nil when ctx ends.
+func (r *Registry) Run(ctx context.Context, interval time.Duration) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.listen(ctx, interval)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("api hosts listener lost", zap.Error(err), zap.Duration("retry_in", backoff))
+		// Keep the pool fresh by polling while the listener is down.
+		if _, rerr := r.Reload(ctx); rerr != nil && ctx.Err() == nil {
+			r.log.Warn("reload api hosts", zap.Error(rerr))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+// listen holds one LISTEN connection until it fails or ctx ends.
+func (r *Registry) listen(ctx context.Context, interval time.Duration) error {
+	conn, err := pgx.ConnectConfig(ctx, r.db.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect listener: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen %s: %w", Channel, err)
+	}
+	r.log.Info("listening for api host changes", zap.Uint32("backend_pid", conn.PgConn().PID()))
+	// Load after LISTEN so no change between the two is missed.
+	if _, err := r.Reload(ctx); err != nil {
+		return err
+	}
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, interval)
+		_, err := conn.WaitForNotification(waitCtx)
+		timedOut := errors.Is(waitCtx.Err(), context.DeadlineExceeded)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !timedOut:
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		if _, err := r.Reload(ctx); err != nil {
+			return err
+		}
+	}
+}

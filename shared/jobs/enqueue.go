@@ -1,0 +1,293 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/db"
+)
+
+// The audio operations (the inference.Op values of gpusvc).
+const (
+	AudioOpText   = "text_to_audio"
+	AudioOpMelody = "audio_melody"
+	AudioOpExtend = "audio_extend"
+	AudioOpSplit  = "audio_split"
+)
+
+// AudioMetadata is what an audio job reads from its row's metadata (legacy
+// §3.3, §7).
+type AudioMetadata struct {
+	Prompt   string          `json:"prompt"`
+	Mode     string          `json:"mode"`
+	MelodyID json.RawMessage `json:"melody_id"`
+	ParentID json.RawMessage `json:"parent_id"`
+	// Seed and TunePrompt are written by the built-in backend's jobs so
+	// that an extension keeps the parent's key and tempo.
+	Seed       *int64 `json:"seed,omitempty"`
+	TunePrompt string `json:"tune_prompt,omitempty"`
+}
+
+// Op returns the audio operation the metadata asks for: split, extend,
+// melody (a melody_id is set) or text to audio.
+func (m AudioMetadata) Op() string {
+	switch m.Mode {
+	case "audio split":
+		return AudioOpSplit
+	case "audio extend":
+		return AudioOpExtend
+	}
+	if id, ok := refID(m.MelodyID); ok && id > 0 {
+		return AudioOpMelody
+	}
+	return AudioOpText
+}
+
+// Melody returns the melody audio id; ok is false when none is set.
+func (m AudioMetadata) Melody() (int64, bool) { return refID(m.MelodyID) }
+
+// Parent returns the parent audio id; ok is false when none is set.
+func (m AudioMetadata) Parent() (int64, bool) { return refID(m.ParentID) }
+
+// refID reads an id sent as a number or a numeric string (legacy clients
+// send both); null and absent are not ids.
+func refID(raw json.RawMessage) (int64, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, false
+	}
+	f, err := number(raw)
+	if err != nil || f < 1 || f > 1<<31 || f != float64(int64(f)) {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// NewJob describes a job to enqueue.
+type NewJob struct {
+	UserID int64
+	Kind   Kind
+	// Params is the work's input (marshalled to JSON); nil means {}.
+	Params any
+	// AudioID or VideoProjectID names the legacy row worked on.
+	AudioID, VideoProjectID int64
+	// Op and Units price the work (credits.Pricing.Cost); Op "" is free.
+	Op    string
+	Units int
+	// Timeout bounds one attempt; 0 means the River client default.
+	Timeout time.Duration
+	// SkipUserCap enqueues even beyond the per-user queued cap (used when
+	// adopting legacy rows that are QUEUED already).
+	SkipUserCap bool
+}
+
+// Enqueue inserts the job and its River job in tx, which must also hold
+// the state change that put the work in the queue: either both commit or
+// neither. Beyond the user's queued cap it is a 429; with a ledger, a
+// balance below the work's cost is a 402 (the debit itself happens when a
+// worker starts the job, keyed by DebitKey, so a re-run never charges
+// twice).
+func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, n NewJob) (Job, error) {
+	if n.UserID <= 0 || !n.Kind.Valid() {
+		return Job{}, fmt.Errorf("enqueue job: user and kind are required")
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('jobs:user:' || $1::bigint, 0))`, n.UserID); err != nil {
+		return Job{}, fmt.Errorf("lock jobs of user %d: %w", n.UserID, err)
+	}
+	if !n.SkipUserCap {
+		var queued int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE user_id = $1 AND state = 'QUEUED'`, n.UserID).Scan(&queued); err != nil {
+			return Job{}, fmt.Errorf("count queued jobs of user %d: %w", n.UserID, err)
+		}
+		if queued >= s.cfg.MaxQueuedPerUser {
+			return Job{}, apperr.TooManyRequests(fmt.Sprintf("Too many queued jobs (at most %d); wait for some to finish", s.cfg.MaxQueuedPerUser)).
+				WithField("max_queued", s.cfg.MaxQueuedPerUser).WithRetryAfter(30 * time.Second)
+		}
+	}
+	var cost int64
+	if n.Op != "" && s.ledger != nil {
+		cost = s.ledger.Pricing().Cost(n.Op, n.Units)
+		if !n.SkipUserCap {
+			bal, err := s.ledger.Balance(ctx, n.UserID)
+			if err != nil {
+				return Job{}, err
+			}
+			if bal < cost {
+				return Job{}, apperr.InsufficientCredits(bal, cost)
+			}
+		}
+	}
+	params := []byte("{}")
+	if n.Params != nil {
+		b, err := json.Marshal(n.Params)
+		if err != nil {
+			return Job{}, fmt.Errorf("encode job params: %w", err)
+		}
+		params = b
+	}
+	publicID := uuid.NewString()
+	now := s.clock()
+	j, err := scanJob(tx.QueryRow(ctx, `
+INSERT INTO jobs (public_id, user_id, kind, params, debit_key, cost, audio_id, video_project_id, queued_at, created_at)
+VALUES ($1::uuid, $2, $3, $4, $5, $6, NULLIF($7, 0), NULLIF($8, 0), $9, $9)
+RETURNING `+jobColumns,
+		publicID, n.UserID, string(n.Kind), params, "job:"+publicID, cost, n.AudioID, n.VideoProjectID, now))
+	if err != nil {
+		if db.IsUniqueViolation(err, "") {
+			return Job{}, apperr.Wrap(apperr.KindConflict, "This item is already queued", err)
+		}
+		return Job{}, fmt.Errorf("insert job for user %d: %w", n.UserID, err)
+	}
+	args := Args{JobID: j.ID, TimeoutSeconds: int(n.Timeout.Round(time.Second) / time.Second)}
+	res, err := s.river.InsertTx(ctx, tx, argsFor(n.Kind, args), &river.InsertOpts{Queue: Queue, MaxAttempts: s.cfg.MaxAttempts})
+	if err != nil {
+		return Job{}, fmt.Errorf("insert river job for job %d: %w", j.ID, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE jobs SET river_job_id = $2 WHERE id = $1`, j.ID, res.Job.ID); err != nil {
+		return Job{}, fmt.Errorf("link job %d to river job: %w", j.ID, err)
+	}
+	j.RiverJobID = res.Job.ID
+	s.log.Info("job queued", zap.Int64("job_id", j.ID), zap.String("kind", string(j.Kind)),
+		zap.Int64("user_id", j.UserID), zap.Int64("river_job_id", j.RiverJobID))
+	return j, nil
+}
+
+// OnAudioQueued enqueues the job of the audio row audioID, which the
+// caller has just set QUEUED in tx (libraryapi's QueuedFunc hook). The
+// operation comes from the row's metadata; an operation no live worker
+// supports is a 501 "not supported by this backend".
+func (s *Store) OnAudioQueued(ctx context.Context, tx pgx.Tx, audioID int64) error {
+	var userID int64
+	var raw []byte
+	err := tx.QueryRow(ctx, `SELECT user_id, metadata FROM audio WHERE id = $1 FOR UPDATE`, audioID).Scan(&userID, &raw)
+	if err != nil {
+		return fmt.Errorf("read audio %d to enqueue: %w", audioID, err)
+	}
+	_, err = s.enqueueAudio(ctx, tx, userID, audioID, raw, false)
+	return err
+}
+
+func (s *Store) enqueueAudio(ctx context.Context, tx pgx.Tx, userID, audioID int64, raw []byte, adopt bool) (Job, error) {
+	var meta AudioMetadata
+	_ = json.Unmarshal(raw, &meta) // a malformed row fails in the worker, with a reason
+	op := meta.Op()
+	if s.registry != nil && !adopt {
+		ok, known, err := s.registry.Supports(ctx, op)
+		if err != nil {
+			s.log.Warn("worker registry unavailable", zap.Error(err))
+		} else if known && !ok {
+			return Job{}, apperr.New(apperr.KindUnsupported, op+" is not supported by this backend")
+		}
+	}
+	secs := s.cfg.AudioDuration
+	timeout := s.cfg.AudioTimeout(secs)
+	if op == AudioOpExtend || op == AudioOpSplit {
+		// The parent may be up to MaxAudioDuration long.
+		timeout = s.cfg.AudioTimeout(secs + MaxAudioDuration)
+	}
+	return s.Enqueue(ctx, tx, NewJob{UserID: userID, Kind: KindAudio, AudioID: audioID,
+		Op: credits.OpAudio, Units: secs, Timeout: timeout, SkipUserCap: adopt})
+}
+
+// OnProjectQueued enqueues the render of the video project projectID,
+// which the caller has just set QUEUED in tx (libraryapi's QueuedFunc
+// hook). Metadata the job cannot render is accepted here and fails in the
+// worker with its reason (legacy behaviour: queueing always succeeds).
+func (s *Store) OnProjectQueued(ctx context.Context, tx pgx.Tx, projectID int64) error {
+	var userID int64
+	var raw []byte
+	err := tx.QueryRow(ctx, `SELECT user_id, metadata FROM video_projects WHERE id = $1 FOR UPDATE`, projectID).Scan(&userID, &raw)
+	if err != nil {
+		return fmt.Errorf("read video project %d to enqueue: %w", projectID, err)
+	}
+	_, err = s.enqueueVideo(ctx, tx, userID, projectID, raw, false)
+	return err
+}
+
+func (s *Store) enqueueVideo(ctx context.Context, tx pgx.Tx, userID, projectID int64, raw []byte, adopt bool) (Job, error) {
+	n := NewJob{UserID: userID, Kind: KindVideo, VideoProjectID: projectID, SkipUserCap: adopt,
+		Timeout: s.cfg.VideoTimeout(s.cfg.VideoMaxDuration * s.cfg.VideoFPS)}
+	if plan, err := PlanVideo(raw, s.cfg.VideoFPS, s.cfg.VideoMaxDuration); err == nil {
+		n.Op, n.Units = credits.OpVideo, plan.Seconds()
+		n.Timeout = s.cfg.VideoTimeout(plan.TotalFrames())
+	}
+	return s.Enqueue(ctx, tx, n)
+}
+
+// AdoptOrphans enqueues jobs for legacy rows that are QUEUED without an
+// active job (rows queued by the legacy system before the switch, or by a
+// path that bypassed the hooks), so that no queued row is ever left
+// without its job. It returns how many it adopted. Safe to run
+// concurrently from every gpusvc: the active-job unique indexes make a
+// second adoption of the same row fail and roll back.
+func (s *Store) AdoptOrphans(ctx context.Context) (int, error) {
+	type orphan struct {
+		kind       Kind
+		id, userID int64
+		metadata   []byte
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT 'audio', a.id, a.user_id, a.metadata FROM audio a
+WHERE a.state = 'QUEUED' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.audio_id = a.id AND j.state IN ('QUEUED', 'PROCESSING'))
+UNION ALL
+SELECT 'video', p.id, p.user_id, p.metadata FROM video_projects p
+WHERE p.state = 'QUEUED' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.video_project_id = p.id AND j.state IN ('QUEUED', 'PROCESSING'))
+LIMIT 100`)
+	if err != nil {
+		return 0, fmt.Errorf("find orphaned queued rows: %w", err)
+	}
+	var list []orphan
+	for rows.Next() {
+		var o orphan
+		var kind string
+		if err := rows.Scan(&kind, &o.id, &o.userID, &o.metadata); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("find orphaned queued rows: %w", err)
+		}
+		o.kind = Kind(kind)
+		list = append(list, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find orphaned queued rows: %w", err)
+	}
+	adopted := 0
+	for _, o := range list {
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var state *string
+			if o.kind == KindAudio {
+				err := tx.QueryRow(ctx, `SELECT state FROM audio WHERE id = $1 FOR UPDATE`, o.id).Scan(&state)
+				if err != nil || state == nil || *state != string(StateQueued) {
+					return errSkip
+				}
+				_, err = s.enqueueAudio(ctx, tx, o.userID, o.id, o.metadata, true)
+				return err
+			}
+			err := tx.QueryRow(ctx, `SELECT state FROM video_projects WHERE id = $1 FOR UPDATE`, o.id).Scan(&state)
+			if err != nil || state == nil || *state != string(StateQueued) {
+				return errSkip
+			}
+			_, err = s.enqueueVideo(ctx, tx, o.userID, o.id, o.metadata, true)
+			return err
+		})
+		switch {
+		case err == nil:
+			adopted++
+		case errors.Is(err, errSkip), apperr.KindOf(err) == apperr.KindConflict:
+		default:
+			return adopted, fmt.Errorf("adopt %s %d: %w", o.kind, o.id, err)
+		}
+	}
+	return adopted, nil
+}
+
+var errSkip = errors.New("skip")
