@@ -22,6 +22,7 @@ import (
 	"github.com/nounsai/sdserver/accountsvc/internal/accountapi"
 	"github.com/nounsai/sdserver/accountsvc/internal/creditapi"
 	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
+	"github.com/nounsai/sdserver/accountsvc/internal/pages"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
@@ -102,6 +103,7 @@ func (a *App) routes(ctx context.Context) error {
 		return err
 	}
 	a.routesCredits()
+	pages.New(a.cfg.ChallengeTokens[0]).Register(a.echo)
 	return a.routesAccounts(ctx)
 }
 

@@ -310,7 +310,7 @@ func TestEdgeAndMethods(t *testing.T) {
 	for _, v := range []string{"", "wrong"} {
 		status, body, _ := send(t, "GET", p.url+"/users/1", "", map[string]string{"challenge-token": v})
 		require.Equal(t, http.StatusUnauthorized, status)
-		require.Equal(t, "'challenge-token' header missing / invalid", body)
+		require.JSONEq(t, `{"message":"challenge-token header missing / invalid"}`, body)
 	}
 	// Preflight is answered without the token; exempt pages pass.
 	status, _, hdr := send(t, "OPTIONS", p.url+"/images", "", map[string]string{

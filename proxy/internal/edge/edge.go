@@ -19,14 +19,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
 // ChallengeHeader is the legacy shared-secret header.
 const ChallengeHeader = "challenge-token"
 
-// challengeBody is the legacy proxy's 401 body (plain text, proxy.py).
-const challengeBody = "'challenge-token' header missing / invalid"
+// challengeBody is the 401 body: the legacy API's JSON message (the old
+// proxy answered plain text; every error here is JSON).
+var challengeBody = []byte(`{"message":"` + auth.MsgChallengeInvalid + `"}` + "\n")
 
 // exposed are the response headers browsers may read.
 const exposed = "X-Image-Id, X-Image-Ids, X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
@@ -104,11 +106,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 }
 
-// WriteChallengeFailure answers 401 with the legacy proxy's plain-text body.
+// WriteChallengeFailure answers 401 with the legacy API's JSON body
+// {"message": "challenge-token header missing / invalid"}.
 func WriteChallengeFailure(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
-	_, _ = w.Write([]byte(challengeBody))
+	_, _ = w.Write(challengeBody)
 }
 
 // CheckChallenge reports whether r carries an accepted challenge token (or

@@ -43,7 +43,7 @@ func TestChallenge(t *testing.T) {
 		g.ServeHTTP(w, req)
 		require.Equal(t, tc.want, w.Code, "%s %s %q", tc.method, tc.path, tc.token)
 		if tc.want == http.StatusUnauthorized {
-			require.Equal(t, "'challenge-token' header missing / invalid", w.Body.String())
+			require.JSONEq(t, `{"message":"challenge-token header missing / invalid"}`, w.Body.String())
 		}
 	}
 }
