@@ -160,9 +160,13 @@ func newProvider(databaseURL string) (*goose.Provider, *sql.DB, error) {
 		db.Close()
 		return nil, nil, fmt.Errorf("create migration locker: %w", err)
 	}
+	// Out-of-order application is allowed: migrations written on parallel
+	// branches get numbers below one a developer database already has.
+	// Every file is idempotent, so applying a lower number later is safe.
 	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
+		goose.WithAllowOutofOrder(true),
 	)
 	if err != nil {
 		db.Close()

@@ -168,12 +168,6 @@ func (e *env) waitEmail(to, subject string) email {
 	return email{}
 }
 
-func (e *env) outboxCount() int {
-	files, err := filepath.Glob(filepath.Join(e.outbox, "*.eml"))
-	require.NoError(e.tb, err)
-	return len(files)
-}
-
 func readEML(tb testing.TB, path string) email {
 	tb.Helper()
 	raw, err := os.ReadFile(path)
