@@ -50,7 +50,7 @@ migrate: build ## apply pending migrations to $DATABASE_URL (or the local data s
 # database "postgres") and TEST_REDIS_URL, and stops what it started afterwards.
 .PHONY: test
 test: ## go test -race in every module, against real PostgreSQL and Redis
-	@scripts/with-services.sh $(MAKE) --no-print-directory test-modules
+	@SERVICES_TEST_TOOLS=1 scripts/with-services.sh $(MAKE) --no-print-directory test-modules
 
 # test-modules expects TEST_DATABASE_URL and TEST_REDIS_URL; use `make test`.
 .PHONY: test-modules

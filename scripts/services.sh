@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # services.sh finds or starts the data stores the stack needs (PostgreSQL and
-# Redis) and the media tools (ffmpeg, ffprobe), following /work/shared/stack.md:
+# Redis) and the media tools (ffmpeg, ffprobe; with SERVICES_TEST_TOOLS=1 also
+# chromium for the browser test), following /work/shared/stack.md:
 #
 #   1. $DATABASE_URL / $REDIS_URL when set;
 #   2. else a server already answering on 127.0.0.1:5432 (user postgres, trust
@@ -363,6 +364,10 @@ cmd_ensure() {
 	# A failure half way must not leave behind what this call started.
 	trap 'rc=$?; if ((rc != 0)) && ((${#started[@]} > 0)); then cmd_stop_unlocked "${started[@]}"; fi' EXIT
 	require_packages psql:postgresql-client ffmpeg:ffmpeg ffprobe:ffmpeg
+	# make test also drives headless Chromium (the proxy's ops-console test).
+	if [[ ${SERVICES_TEST_TOOLS:-} == 1 ]]; then
+		require_packages chromium:chromium
+	fi
 	local database_url redis_url
 	ensure_postgres
 	ensure_redis
