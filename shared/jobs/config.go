@@ -3,7 +3,6 @@ package jobs
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/nounsai/sdserver/shared/config"
@@ -148,7 +147,7 @@ func (c Config) ImageTimeout(images int) time.Duration {
 // VideoMaxDuration seconds (a bound for River's stuck-job rescuer, which
 // must wait longer than any job may run).
 func (c Config) MaxTimeout() time.Duration {
-	frames := int(math.Ceil(float64(c.VideoMaxDuration*c.VideoFPS))) + 2*c.VideoMaxDuration + 2
+	frames := c.VideoMaxDuration*c.VideoFPS + 2*c.VideoMaxDuration + 2
 	return max(c.VideoTimeout(frames), c.AudioTimeout(MaxAudioDuration), c.ImageTimeout(MaxImagesPerJob))
 }
 

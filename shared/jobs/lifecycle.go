@@ -368,7 +368,7 @@ LIMIT 100`, horizon)
 		return out, fmt.Errorf("find stale jobs: %w", err)
 	}
 	type stale struct {
-		id, riverID         int64
+		id                  int64
 		attempt, maxAttempt int
 	}
 	var list []stale

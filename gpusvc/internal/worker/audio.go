@@ -31,7 +31,9 @@ type audioWorker struct {
 }
 
 // Timeout is the job's own timeout, derived from its size at enqueue.
-func (w *audioWorker) Timeout(job *river.Job[jobs.AudioArgs]) time.Duration { return job.Args.Timeout() }
+func (w *audioWorker) Timeout(job *river.Job[jobs.AudioArgs]) time.Duration {
+	return job.Args.Timeout()
+}
 
 // Work runs one audio job.
 func (w *audioWorker) Work(ctx context.Context, job *river.Job[jobs.AudioArgs]) error {

@@ -21,7 +21,9 @@ type imageWorker struct {
 }
 
 // Timeout is the job's own timeout, derived from its sample count.
-func (w *imageWorker) Timeout(job *river.Job[jobs.ImageArgs]) time.Duration { return job.Args.Timeout() }
+func (w *imageWorker) Timeout(job *river.Job[jobs.ImageArgs]) time.Duration {
+	return job.Args.Timeout()
+}
 
 // Work runs one async image generation.
 func (w *imageWorker) Work(ctx context.Context, job *river.Job[jobs.ImageArgs]) error {

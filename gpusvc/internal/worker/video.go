@@ -39,7 +39,9 @@ type videoWorker struct {
 }
 
 // Timeout is the job's own timeout, derived from its frame count.
-func (w *videoWorker) Timeout(job *river.Job[jobs.VideoArgs]) time.Duration { return job.Args.Timeout() }
+func (w *videoWorker) Timeout(job *river.Job[jobs.VideoArgs]) time.Duration {
+	return job.Args.Timeout()
+}
 
 // Work renders one video project.
 func (w *videoWorker) Work(ctx context.Context, job *river.Job[jobs.VideoArgs]) error {

@@ -302,9 +302,7 @@ func (r *Runner) execute(ctx context.Context, row *rivertype.JobRow, args jobs.A
 		}
 	}()
 	x := &run{job: j, row: row, r: r}
-	log.Debug("job running", zap.Error(ctx.Err()))
 	out, legacy, werr := work(wctx, x)
-	log.Debug("job worked", zap.Error(werr), zap.NamedError("ctx_err", ctx.Err()), zap.NamedError("wctx_cause", context.Cause(wctx)))
 	cancel(nil)
 	<-hbDone
 
