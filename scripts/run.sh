@@ -166,11 +166,14 @@ start() {
 	names+=("$name")
 }
 
-start accountsvc "HTTP_ADDR=$accountsvc_addr" -- bin/accountsvc
+start accountsvc "HTTP_ADDR=$accountsvc_addr" "DEV_DISCORD_DIR=$run_dir/discord" -- bin/accountsvc
 i=0
 for a in "${gpusvc_addrs[@]}"; do
 	i=$((i + 1))
-	start "gpusvc-$i" "HTTP_ADDR=$a" "PUBLIC_URL=http://$a" -- bin/gpusvc
+	# Video jobs post their Discord embed to accountsvc's local fake webhook
+	# (it records them in .run/discord/discord.jsonl) unless one is set.
+	start "gpusvc-$i" "HTTP_ADDR=$a" "PUBLIC_URL=http://$a" \
+		"VIDEO_WEBHOOK_URL=${VIDEO_WEBHOOK_URL:-http://$accountsvc_addr/dev/discord/webhook}" -- bin/gpusvc
 done
 start proxy "HTTP_ADDR=$proxy_addr" "ACCOUNTSVC_URLS=http://$accountsvc_addr" -- bin/proxy
 

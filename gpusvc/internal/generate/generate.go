@@ -160,7 +160,7 @@ func chargeOp(op inference.Op) string {
 // GenerateImages runs one POST /images job end to end (see the package
 // comment). Every sample is stored; the result lists them in order.
 func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResult, error) {
-	if err := job.validate(s.opts.Limits); err != nil {
+	if err := job.Validate(s.opts.Limits); err != nil {
 		return ImagesResult{}, err
 	}
 	route, err := s.opts.Registry.Resolve(ctx, job.ModelID)

@@ -45,7 +45,7 @@ func TestValidateLimits(t *testing.T) {
 	ok := func() ImageJob {
 		return ImageJob{Mode: ModeTxt2Img, Op: inference.OpTxt2Img, Samples: 1, Steps: 25, Width: 512, Height: 512}
 	}
-	require.NoError(t, func() error { j := ok(); return j.validate(DefaultLimits) }())
+	require.NoError(t, func() error { j := ok(); return j.Validate(DefaultLimits) }())
 	bad := []func(*ImageJob){
 		func(j *ImageJob) { j.Samples = 5 },
 		func(j *ImageJob) { j.Samples = 0 },
@@ -65,13 +65,13 @@ func TestValidateLimits(t *testing.T) {
 	for i, f := range bad {
 		j := ok()
 		f(&j)
-		require.Error(t, j.validate(DefaultLimits), i)
+		require.Error(t, j.Validate(DefaultLimits), i)
 	}
 	// Legacy fixed values: ControlNet makes one image, Mask one image of 25
 	// steps, whatever was asked.
 	j := ok()
 	j.Op, j.Mode, j.Input, j.Mask, j.Samples, j.Steps = inference.OpInpaint, ModeMask, []byte{1}, []byte{1}, 99, 99
-	require.NoError(t, j.validate(DefaultLimits))
+	require.NoError(t, j.Validate(DefaultLimits))
 	require.Equal(t, []int{1, 25}, []int{j.Samples, j.Steps})
 }
 

@@ -159,8 +159,10 @@ func invalidField(field, msg string) error {
 	return apperr.Invalid(msg).WithField("field", field)
 }
 
-// validate checks j against l and fills in per-mode fixed values.
-func (j *ImageJob) validate(l Limits) error {
+// Validate checks j against l and fills in per-mode fixed values. The
+// pipeline calls it; the async route calls it too, to refuse a bad request
+// before queueing it.
+func (j *ImageJob) Validate(l Limits) error {
 	if err := checkPrompt("prompt", j.Prompt, l.MaxPromptChars); err != nil {
 		return err
 	}

@@ -32,12 +32,11 @@ func (h *handlers) handleImageGenerationCreate(c echo.Context) error {
 	if !ok || claims.Anonymous {
 		return apperr.Unauthorized(auth.MsgTokenMissing)
 	}
-	b, err := readBody(c)
+	job, err := h.readImageJob(c)
 	if err != nil {
 		return err
 	}
-	job, err := parseImageJob(b, h.gen.Limits())
-	if err != nil {
+	if err := job.Validate(h.gen.Limits()); err != nil {
 		return err
 	}
 	j, err := h.Jobs.EnqueueImage(ctx, claims.UserID, job)

@@ -83,6 +83,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	fwd := forward.New(forward.Config{
 		GPUTimeout:      cfg.GPUTimeout,
 		UpstreamTimeout: cfg.UpstreamTimeout,
+		StreamTimeout:   cfg.StreamTimeout,
 		BodyLimit:       cfg.BodyLimit,
 		RetryAfter:      cfg.HealthInterval,
 		TrustedProxies:  cfg.TrustedProxies,

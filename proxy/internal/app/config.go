@@ -39,6 +39,9 @@ type Config struct {
 	// UpstreamTimeout bounds every other request (UPSTREAM_TIMEOUT,
 	// default 30s).
 	UpstreamTimeout time.Duration
+	// StreamTimeout bounds a Server-Sent Events stream such as
+	// GET /v1/jobs/<id>/events (STREAM_TIMEOUT, default 1h).
+	StreamTimeout time.Duration
 	// HostsReloadInterval is the safety-net full reload of api_hosts,
 	// on top of LISTEN/NOTIFY (HOSTS_RELOAD_INTERVAL, default 30s).
 	HostsReloadInterval time.Duration
@@ -70,6 +73,7 @@ func Load(l *config.Loader) Config {
 		HealthFall:          l.Int("HEALTH_FALL", "", 2),
 		GPUTimeout:          l.Duration("GPU_TIMEOUT", "", 300*time.Second),
 		UpstreamTimeout:     l.Duration("UPSTREAM_TIMEOUT", "", 30*time.Second),
+		StreamTimeout:       l.Duration("STREAM_TIMEOUT", "", time.Hour),
 		HostsReloadInterval: l.Duration("HOSTS_RELOAD_INTERVAL", "", 30*time.Second),
 		RateLimitIP:         l.Int("RATE_LIMIT_IP", "", 600),
 		RateLimitGlobal:     l.Int("RATE_LIMIT_GLOBAL", "", 0),
@@ -101,7 +105,7 @@ func (c Config) Validate() error {
 	}
 	positive := map[string]time.Duration{
 		"HEALTH_INTERVAL": c.HealthInterval, "HEALTH_TIMEOUT": c.HealthTimeout, "GPU_TIMEOUT": c.GPUTimeout,
-		"UPSTREAM_TIMEOUT": c.UpstreamTimeout, "HOSTS_RELOAD_INTERVAL": c.HostsReloadInterval,
+		"UPSTREAM_TIMEOUT": c.UpstreamTimeout, "STREAM_TIMEOUT": c.StreamTimeout, "HOSTS_RELOAD_INTERVAL": c.HostsReloadInterval,
 	}
 	for name, d := range positive {
 		if d <= 0 {

@@ -24,6 +24,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -72,6 +73,12 @@ func Classify(method, path string) int {
 	return RouteAccount
 }
 
+// wantsStream reports whether r asks for a Server-Sent Events stream.
+// httputil.ReverseProxy flushes text/event-stream responses at once.
+func wantsStream(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
 // Config holds the forwarding settings.
 type Config struct {
 	// GPUTimeout bounds a GPU-route request end to end (upstream call and
@@ -79,6 +86,10 @@ type Config struct {
 	GPUTimeout time.Duration
 	// UpstreamTimeout bounds every other request; 0 means 30 s.
 	UpstreamTimeout time.Duration
+	// StreamTimeout bounds a Server-Sent Events stream (a request that
+	// accepts text/event-stream, such as GET /v1/jobs/<id>/events, which
+	// lasts as long as the job); 0 means 1 h.
+	StreamTimeout time.Duration
 	// BodyLimit is the largest request body accepted, in bytes; 0 means
 	// 5 MiB. GPU-route bodies are buffered up to this size.
 	BodyLimit int64
@@ -98,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UpstreamTimeout <= 0 {
 		c.UpstreamTimeout = 30 * time.Second
+	}
+	if c.StreamTimeout <= 0 {
+		c.StreamTimeout = time.Hour
 	}
 	if c.BodyLimit <= 0 {
 		c.BodyLimit = 5 << 20
@@ -227,6 +241,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer p.bufs.Put(buf)
 		job.Work = balancer.Estimate(r.URL.Path, st.body)
+	} else if wantsStream(r) {
+		timeout = p.cfg.StreamTimeout
 	} else if r.ContentLength > p.cfg.BodyLimit {
 		p.writeError(w, st, http.StatusRequestEntityTooLarge, "")
 		return

@@ -409,3 +409,41 @@ func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// TestEventStreamFlushesAndOutlivesUpstreamTimeout checks that a
+// Server-Sent Events response reaches the client event by event, and that
+// the stream may last longer than the ordinary upstream timeout.
+func TestEventStreamFlushesAndOutlivesUpstreamTimeout(t *testing.T) {
+	t.Parallel()
+	second := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "event: snapshot\ndata: {}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-second: // the client saw the first event before this one exists
+		case <-r.Context().Done():
+			return
+		}
+		time.Sleep(300 * time.Millisecond) // beyond UpstreamTimeout
+		_, _ = io.WriteString(w, "event: done\ndata: {}\n\n")
+	}))
+	t.Cleanup(backend.Close)
+	f := newFixture(t, forward.Config{UpstreamTimeout: 100 * time.Millisecond}, nil, []string{backend.URL})
+
+	req, err := http.NewRequest(http.MethodGet, f.proxy.URL+"/v1/jobs/x/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	buf := make([]byte, 64)
+	n, err := resp.Body.Read(buf)
+	require.NoError(t, err)
+	require.Contains(t, string(buf[:n]), "event: snapshot")
+	close(second)
+	rest, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, string(rest), "event: done")
+}
