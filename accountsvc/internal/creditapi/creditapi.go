@@ -144,22 +144,37 @@ func (h *Handler) handleCreditsGet(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]int64{"credits": n})
 }
 
+// entryResponse holds the columns a transactions row and a grant answer
+// share, in the legacy column order (timestamps in epoch milliseconds,
+// metadata as JSON). It is embedded first, so its keys come first.
+type entryResponse struct {
+	ID              int64           `json:"id"`
+	UserID          int64           `json:"user_id"`
+	Type            string          `json:"type"`
+	Amount          int64           `json:"amount"`
+	AmountRemaining int64           `json:"amount_remaining"`
+	ExpiresAt       *int64          `json:"expires_at"`
+	Memo            string          `json:"memo"`
+	Metadata        json.RawMessage `json:"metadata"`
+	CreatedAt       int64           `json:"created_at"`
+}
+
+// epochMillis returns t in epoch milliseconds; nil (never) stays nil.
+func epochMillis(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	ms := t.UnixMilli()
+	return &ms
+}
+
 // transactionResponse is a transactions row as the legacy API serialised
-// rows (every column, timestamps in epoch milliseconds, metadata as JSON),
-// plus refund_of and a debit's allocations.
+// rows (every column), plus refund_of and a debit's allocations.
 type transactionResponse struct {
-	ID              int64                `json:"id"`
-	UserID          int64                `json:"user_id"`
-	Type            string               `json:"type"`
-	Amount          int64                `json:"amount"`
-	AmountRemaining int64                `json:"amount_remaining"`
-	ExpiresAt       *int64               `json:"expires_at"`
-	Memo            string               `json:"memo"`
-	Metadata        json.RawMessage      `json:"metadata"`
-	CreatedAt       int64                `json:"created_at"`
-	UpdatedAt       int64                `json:"updated_at"`
-	RefundOf        *int64               `json:"refund_of,omitempty"`
-	Allocations     []allocationResponse `json:"allocations,omitempty"`
+	entryResponse
+	UpdatedAt   int64                `json:"updated_at"`
+	RefundOf    *int64               `json:"refund_of,omitempty"`
+	Allocations []allocationResponse `json:"allocations,omitempty"`
 }
 
 type allocationResponse struct {
@@ -194,13 +209,10 @@ func (h *Handler) handleTransactionsList(c echo.Context) error {
 	out := make([]transactionResponse, len(entries))
 	for i, e := range entries {
 		r := transactionResponse{
-			ID: e.ID, UserID: e.UserID, Type: e.Type, Amount: e.Amount, AmountRemaining: e.AmountRemaining,
-			Memo: e.Memo, Metadata: e.Metadata, CreatedAt: e.CreatedAt.UnixMilli(), UpdatedAt: e.UpdatedAt.UnixMilli(),
-			RefundOf: e.RefundOf,
-		}
-		if e.ExpiresAt != nil {
-			ms := e.ExpiresAt.UnixMilli()
-			r.ExpiresAt = &ms
+			entryResponse: entryResponse{ID: e.ID, UserID: e.UserID, Type: e.Type, Amount: e.Amount,
+				AmountRemaining: e.AmountRemaining, ExpiresAt: epochMillis(e.ExpiresAt), Memo: e.Memo,
+				Metadata: e.Metadata, CreatedAt: e.CreatedAt.UnixMilli()},
+			UpdatedAt: e.UpdatedAt.UnixMilli(), RefundOf: e.RefundOf,
 		}
 		for _, a := range e.Allocations {
 			r.Allocations = append(r.Allocations, allocationResponse(a))
@@ -218,17 +230,11 @@ type grantRequest struct {
 	Metadata      json.RawMessage `json:"metadata"`
 }
 
+// grantResponse is the grant's transactions row, and whether the
+// Idempotency-Key replayed an earlier grant.
 type grantResponse struct {
-	ID              int64           `json:"id"`
-	UserID          int64           `json:"user_id"`
-	Type            string          `json:"type"`
-	Amount          int64           `json:"amount"`
-	AmountRemaining int64           `json:"amount_remaining"`
-	ExpiresAt       *int64          `json:"expires_at"`
-	Memo            string          `json:"memo"`
-	Metadata        json.RawMessage `json:"metadata"`
-	CreatedAt       int64           `json:"created_at"`
-	Replayed        bool            `json:"replayed"`
+	entryResponse
+	Replayed bool `json:"replayed"`
 }
 
 // handleGrantCreate grants credits as an operator. Body: {user_id, amount,
@@ -258,11 +264,11 @@ func (h *Handler) handleGrantCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	resp := grantResponse{ID: g.ID, UserID: g.UserID, Type: credits.TypeCredit, Amount: g.Amount,
-		AmountRemaining: g.Remaining, Memo: g.Memo, Metadata: g.Metadata, CreatedAt: g.CreatedAt.UnixMilli(), Replayed: g.Replayed}
-	if g.ExpiresAt != nil {
-		ms := g.ExpiresAt.UnixMilli()
-		resp.ExpiresAt = &ms
+	resp := grantResponse{
+		entryResponse: entryResponse{ID: g.ID, UserID: g.UserID, Type: credits.TypeCredit, Amount: g.Amount,
+			AmountRemaining: g.Remaining, ExpiresAt: epochMillis(g.ExpiresAt), Memo: g.Memo, Metadata: g.Metadata,
+			CreatedAt: g.CreatedAt.UnixMilli()},
+		Replayed: g.Replayed,
 	}
 	status := http.StatusCreated
 	if g.Replayed {

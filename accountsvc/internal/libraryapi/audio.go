@@ -178,12 +178,9 @@ func (a *API) handleAudioUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, filename, ok, err := formFile(c, "audio", maxUpload)
+	data, filename, err := formFile(c, "audio", "No audio file detected", maxUpload)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return apperr.Invalid("No audio file detected").WithKey("error")
 	}
 	if _, err := media.SniffAudio(data); err != nil {
 		return err
@@ -199,29 +196,12 @@ func (a *API) handleAudioUpload(c echo.Context) error {
 
 // handleAudioList serves GET /users/<id>/audios, newest first, paged.
 func (a *API) handleAudioList(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	offset, limit := paging(c, defaultLimit, maxLimit)
-	rows, err := a.audio.list(c.Request().Context(), uid, offset, limit)
-	if err != nil {
-		return err
-	}
-	out := make([]audioRow, len(rows))
-	for i, r := range rows {
-		out[i] = toAudioRow(r)
-	}
-	return c.JSON(http.StatusOK, out)
+	return listUserRows(c, a.audio.list, toAudioRow)
 }
 
 // handleAudioGet serves GET /users/<id>/audios/<audio_id> with `queue`.
 func (a *API) handleAudioGet(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "audio_id", errAudioNotFound)
+	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
 	if err != nil {
 		return err
 	}
@@ -252,11 +232,7 @@ func (a *API) handleAudioGet(c echo.Context) error {
 // "metadata"} (legacy C7: it always failed). `url` and `size` are ignored:
 // they describe the stored object, which the client does not own.
 func (a *API) handleAudioUpdate(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "audio_id", errAudioNotFound)
+	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
 	if err != nil {
 		return err
 	}
@@ -290,11 +266,7 @@ func (a *API) handleAudioUpdate(c echo.Context) error {
 // handleAudioDelete serves DELETE /users/<id>/audios/<audio_id>: the row,
 // its video projects (cascade) and all their objects (legacy C8).
 func (a *API) handleAudioDelete(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "audio_id", errAudioNotFound)
+	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package libraryapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -127,11 +126,8 @@ func (s *audioStore) create(ctx context.Context, st storage.Store, n newAudio) (
 
 func (s *audioStore) get(ctx context.Context, userID, id int64) (audio, error) {
 	a, err := scanAudio(s.pool.QueryRow(ctx, `SELECT `+audioColumns+` FROM audio WHERE id = $1 AND user_id = $2`, id, userID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return audio{}, errAudioNotFound
-	}
 	if err != nil {
-		return audio{}, fmt.Errorf("get audio %d of user %d: %w", id, userID, err)
+		return audio{}, rowErr(err, errAudioNotFound, fmt.Sprintf("get audio %d of user %d", id, userID))
 	}
 	return a, nil
 }
@@ -156,16 +152,11 @@ func (s *audioStore) list(ctx context.Context, userID int64, offset, limit int) 
 	if err != nil {
 		return nil, fmt.Errorf("list audio of user %d: %w", userID, err)
 	}
-	defer rows.Close()
-	out := []audio{}
-	for rows.Next() {
-		a, err := scanAudio(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list audio of user %d: %w", userID, err)
-		}
-		out = append(out, a)
+	out, err := scanAll(rows, scanAudio)
+	if err != nil {
+		return nil, fmt.Errorf("list audio of user %d: %w", userID, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // update sets name (when not nil) and metadata (when not nil).
@@ -201,11 +192,8 @@ func (s *audioStore) delete(ctx context.Context, userID, id int64) ([]storage.Ob
 		}
 		var cdnID string
 		err = tx.QueryRow(ctx, `DELETE FROM audio WHERE id = $1 AND user_id = $2 RETURNING cdn_id`, id, userID).Scan(&cdnID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errAudioNotFound
-		}
 		if err != nil {
-			return fmt.Errorf("delete audio %d of user %d: %w", id, userID, err)
+			return rowErr(err, errAudioNotFound, fmt.Sprintf("delete audio %d of user %d", id, userID))
 		}
 		objs = append(objs, storage.Object{Kind: storage.KindAudio, Key: storage.AudioKey(userID, cdnID)})
 		for _, p := range projects {

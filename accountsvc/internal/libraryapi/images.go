@@ -52,12 +52,9 @@ func (a *API) handleUserImageCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, _, ok, err := formFile(c, "image", maxUpload)
+	data, _, err := formFile(c, "image", "No file detected", maxUpload)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return apperr.Invalid("No file detected").WithKey("error")
 	}
 	img, _, err := media.Decode(data, a.opts.ImageLimits)
 	if err != nil {
@@ -115,11 +112,7 @@ const maxIDLimit = 1000
 
 // handleUserImageGet serves GET /users/<id>/images/<image_id>.
 func (a *API) handleUserImageGet(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "image_id", library.ErrImageNotFound)
+	uid, id, err := pathUserID(c, "image_id", library.ErrImageNotFound)
 	if err != nil {
 		return err
 	}
@@ -134,11 +127,7 @@ func (a *API) handleUserImageGet(c echo.Context) error {
 // {"is_public": bool|null, "is_liked": bool|null}; null or absent leaves
 // the flag unchanged.
 func (a *API) handleUserImageUpdate(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "image_id", library.ErrImageNotFound)
+	uid, id, err := pathUserID(c, "image_id", library.ErrImageNotFound)
 	if err != nil {
 		return err
 	}
@@ -158,11 +147,7 @@ func (a *API) handleUserImageUpdate(c echo.Context) error {
 // handleUserImageDelete serves DELETE /users/<id>/images/<image_id>: the
 // caller's image (legacy S5 deleted the wrong row) and its objects.
 func (a *API) handleUserImageDelete(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "image_id", library.ErrImageNotFound)
+	uid, id, err := pathUserID(c, "image_id", library.ErrImageNotFound)
 	if err != nil {
 		return err
 	}

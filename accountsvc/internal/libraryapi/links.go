@@ -5,22 +5,10 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/nounsai/sdserver/shared/web"
 )
 
 // maxLinkMetadata bounds a link's metadata in bytes.
 const maxLinkMetadata = 256 << 10
-
-// linkRow is a links row as its owner sees it (legacy keys plus share_id).
-type linkRow struct {
-	CreatedAt epochMS         `json:"created_at"`
-	ID        int64           `json:"id"`
-	Metadata  json.RawMessage `json:"metadata"`
-	ShareID   *string         `json:"share_id"`
-	UpdatedAt epochMS         `json:"updated_at"`
-	UserID    int64           `json:"user_id"`
-}
 
 // sharedLinkRow is a link as anyone holding it sees it: no user data.
 type sharedLinkRow struct {
@@ -31,13 +19,42 @@ type sharedLinkRow struct {
 	UpdatedAt epochMS         `json:"updated_at"`
 }
 
-func toLinkRow(l link) linkRow {
-	return linkRow{CreatedAt: epochMS(l.CreatedAt), ID: l.ID, Metadata: jsonOrNull(l.Metadata),
-		ShareID: strOrNull(l.ShareID), UpdatedAt: epochMS(l.UpdatedAt), UserID: l.UserID}
+// linkRow is a links row as its owner sees it (legacy keys plus share_id,
+// sorted: the shared keys come first, then user_id).
+type linkRow struct {
+	sharedLinkRow
+	UserID int64 `json:"user_id"`
 }
 
-type linkRequest struct {
-	Metadata json.RawMessage `json:"metadata"`
+func toSharedLinkRow(l link) sharedLinkRow {
+	return sharedLinkRow{CreatedAt: epochMS(l.CreatedAt), ID: l.ID, Metadata: jsonOrNull(l.Metadata),
+		ShareID: strOrNull(l.ShareID), UpdatedAt: epochMS(l.UpdatedAt)}
+}
+
+func toLinkRow(l link) linkRow {
+	return linkRow{sharedLinkRow: toSharedLinkRow(l), UserID: l.UserID}
+}
+
+// pathLinkRef parses the :link_id path parameter, a legacy numeric id or a
+// share id, or returns the legacy 404.
+func pathLinkRef(c echo.Context) (linkRef, error) {
+	ref, ok := parseLinkRef(c.Param("link_id"))
+	if !ok {
+		return linkRef{}, errLinkNotFound
+	}
+	return ref, nil
+}
+
+// pathUserLink reads the path of /users/<user_id>/links/<link_id>: the
+// caller's id after the pathUser check, then the link reference.
+func pathUserLink(c echo.Context) (userID int64, ref linkRef, err error) {
+	if userID, err = pathUser(c); err != nil {
+		return 0, linkRef{}, err
+	}
+	if ref, err = pathLinkRef(c); err != nil {
+		return 0, linkRef{}, err
+	}
+	return userID, ref, nil
 }
 
 // handleLinkCreate serves POST /users/<id>/links {"metadata": ...}; the
@@ -48,11 +65,7 @@ func (a *API) handleLinkCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req linkRequest
-	if err := web.DecodeJSON(c, &req); err != nil {
-		return err
-	}
-	meta, err := metadataJSON(req.Metadata, true, maxLinkMetadata)
+	meta, err := decodeMetadata(c, maxLinkMetadata)
 	if err != nil {
 		return err
 	}
@@ -65,53 +78,31 @@ func (a *API) handleLinkCreate(c echo.Context) error {
 
 // handleLinkList serves GET /users/<id>/links, newest first, paged.
 func (a *API) handleLinkList(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	offset, limit := paging(c, defaultLimit, maxLimit)
-	ls, err := a.links.list(c.Request().Context(), uid, offset, limit)
-	if err != nil {
-		return err
-	}
-	out := make([]linkRow, len(ls))
-	for i, l := range ls {
-		out[i] = toLinkRow(l)
-	}
-	return c.JSON(http.StatusOK, out)
+	return listUserRows(c, a.links.list, toLinkRow)
 }
 
 // handleLinkShared serves GET /links/<share_id> (challenge token only, no
 // body: legacy C9): anyone holding the link reads it. Numeric ids work
 // only for links created before share ids.
 func (a *API) handleLinkShared(c echo.Context) error {
-	ref, ok := parseLinkRef(c.Param("link_id"))
-	if !ok {
-		return errLinkNotFound
+	ref, err := pathLinkRef(c)
+	if err != nil {
+		return err
 	}
 	l, err := a.links.shared(c.Request().Context(), ref)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, sharedLinkRow{CreatedAt: epochMS(l.CreatedAt), ID: l.ID, Metadata: jsonOrNull(l.Metadata),
-		ShareID: strOrNull(l.ShareID), UpdatedAt: epochMS(l.UpdatedAt)})
+	return c.JSON(http.StatusOK, toSharedLinkRow(l))
 }
 
 // handleLinkUpdate serves PUT /users/<id>/links/<id or share_id>.
 func (a *API) handleLinkUpdate(c echo.Context) error {
-	uid, err := pathUser(c)
+	uid, ref, err := pathUserLink(c)
 	if err != nil {
 		return err
 	}
-	ref, ok := parseLinkRef(c.Param("link_id"))
-	if !ok {
-		return errLinkNotFound
-	}
-	var req linkRequest
-	if err := web.DecodeJSON(c, &req); err != nil {
-		return err
-	}
-	meta, err := metadataJSON(req.Metadata, true, maxLinkMetadata)
+	meta, err := decodeMetadata(c, maxLinkMetadata)
 	if err != nil {
 		return err
 	}
@@ -124,13 +115,9 @@ func (a *API) handleLinkUpdate(c echo.Context) error {
 // handleLinkDelete serves DELETE /users/<id>/links/<id or share_id>: the
 // caller's link only (legacy S5).
 func (a *API) handleLinkDelete(c echo.Context) error {
-	uid, err := pathUser(c)
+	uid, ref, err := pathUserLink(c)
 	if err != nil {
 		return err
-	}
-	ref, ok := parseLinkRef(c.Param("link_id"))
-	if !ok {
-		return errLinkNotFound
 	}
 	if err := a.links.delete(c.Request().Context(), uid, ref); err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -99,16 +98,11 @@ func (s *linkStore) list(ctx context.Context, userID int64, offset, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("list links of user %d: %w", userID, err)
 	}
-	defer rows.Close()
-	out := []link{}
-	for rows.Next() {
-		l, err := scanLink(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list links of user %d: %w", userID, err)
-		}
-		out = append(out, l)
+	out, err := scanAll(rows, scanLink)
+	if err != nil {
+		return nil, fmt.Errorf("list links of user %d: %w", userID, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // shared returns the link a share reference names: a share id, or a
@@ -122,11 +116,8 @@ func (s *linkStore) shared(ctx context.Context, ref linkRef) (link, error) {
 		row = s.pool.QueryRow(ctx, `SELECT `+linkColumns+` FROM links WHERE id = $1 AND share_id IS NULL`, ref.id)
 	}
 	l, err := scanLink(row)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return link{}, errLinkNotFound
-	}
 	if err != nil {
-		return link{}, fmt.Errorf("get shared link: %w", err)
+		return link{}, rowErr(err, errLinkNotFound, "get shared link")
 	}
 	return l, nil
 }

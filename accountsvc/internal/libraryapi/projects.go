@@ -33,6 +33,14 @@ func toProjectRow(p project) projectRow {
 		Metadata: jsonOrNull(p.Metadata), State: p.State, UpdatedAt: epochMS(p.UpdatedAt), UserID: p.UserID}
 }
 
+// toProjectListRow is the list's shape: the row plus its audio's cdn_id
+// and name.
+func toProjectListRow(p project) projectRow {
+	r := toProjectRow(p)
+	r.AudioCDNID, r.AudioName = &p.AudioCDNID, &p.AudioName
+	return r
+}
+
 // handleProjectCreate serves POST /users/<id>/video-projects {"audio_id",
 // "metadata"}; the audio must be the caller's (400 naming it; legacy S6).
 func (a *API) handleProjectCreate(c echo.Context) error {
@@ -65,31 +73,12 @@ func (a *API) handleProjectCreate(c echo.Context) error {
 // handleProjectList serves GET /users/<id>/video-projects, newest first,
 // paged, with the audio's cdn_id and name.
 func (a *API) handleProjectList(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	offset, limit := paging(c, defaultLimit, maxLimit)
-	ps, err := a.projects.list(c.Request().Context(), uid, offset, limit)
-	if err != nil {
-		return err
-	}
-	out := make([]projectRow, len(ps))
-	for i, p := range ps {
-		r := toProjectRow(p)
-		r.AudioCDNID, r.AudioName = &ps[i].AudioCDNID, &ps[i].AudioName
-		out[i] = r
-	}
-	return c.JSON(http.StatusOK, out)
+	return listUserRows(c, a.projects.list, toProjectListRow)
 }
 
 // handleProjectGet serves GET /users/<id>/video-projects/<project_id>.
 func (a *API) handleProjectGet(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "project_id", errProjectNotFound)
+	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
 	if err != nil {
 		return err
 	}
@@ -103,21 +92,11 @@ func (a *API) handleProjectGet(c echo.Context) error {
 // handleProjectUpdate serves PUT /users/<id>/video-projects/<project_id>
 // {"metadata"}.
 func (a *API) handleProjectUpdate(c echo.Context) error {
-	uid, err := pathUser(c)
+	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
 	if err != nil {
 		return err
 	}
-	id, err := pathID(c, "project_id", errProjectNotFound)
-	if err != nil {
-		return err
-	}
-	var req struct {
-		Metadata json.RawMessage `json:"metadata"`
-	}
-	if err := web.DecodeJSON(c, &req); err != nil {
-		return err
-	}
-	meta, err := metadataJSON(req.Metadata, true, maxProjectMetadata)
+	meta, err := decodeMetadata(c, maxProjectMetadata)
 	if err != nil {
 		return err
 	}
@@ -130,11 +109,7 @@ func (a *API) handleProjectUpdate(c echo.Context) error {
 // handleProjectDelete serves DELETE /users/<id>/video-projects/<project_id>
 // (new): the row and its rendered video.
 func (a *API) handleProjectDelete(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "project_id", errProjectNotFound)
+	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
 	if err != nil {
 		return err
 	}

@@ -97,11 +97,8 @@ func (s *projectStore) create(ctx context.Context, userID, audioID int64, meta j
 
 func (s *projectStore) get(ctx context.Context, userID, id int64) (project, error) {
 	p, err := scanProject(s.pool.QueryRow(ctx, `SELECT `+projectColumns+` FROM video_projects p WHERE p.id = $1 AND p.user_id = $2`, id, userID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return project{}, errProjectNotFound
-	}
 	if err != nil {
-		return project{}, fmt.Errorf("get video project %d of user %d: %w", id, userID, err)
+		return project{}, rowErr(err, errProjectNotFound, fmt.Sprintf("get video project %d of user %d", id, userID))
 	}
 	return p, nil
 }
@@ -113,18 +110,16 @@ func (s *projectStore) list(ctx context.Context, userID int64, offset, limit int
 	if err != nil {
 		return nil, fmt.Errorf("list video projects of user %d: %w", userID, err)
 	}
-	defer rows.Close()
-	out := []project{}
-	for rows.Next() {
-		var p project
+	out, err := scanAll(rows, func(row pgx.Row) (project, error) {
 		var cdn, name string
-		if p, err = scanProject(rows, &cdn, &name); err != nil {
-			return nil, fmt.Errorf("list video projects of user %d: %w", userID, err)
-		}
+		p, err := scanProject(row, &cdn, &name)
 		p.AudioCDNID, p.AudioName = cdn, name
-		out = append(out, p)
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list video projects of user %d: %w", userID, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *projectStore) update(ctx context.Context, userID, id int64, meta json.RawMessage) error {
@@ -142,16 +137,10 @@ func (s *projectStore) update(ctx context.Context, userID, id int64, meta json.R
 func (s *projectStore) delete(ctx context.Context, userID, id int64) ([]storage.Object, error) {
 	var cdnID *string
 	err := s.pool.QueryRow(ctx, `DELETE FROM video_projects WHERE id = $1 AND user_id = $2 RETURNING cdn_id`, id, userID).Scan(&cdnID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errProjectNotFound
-	}
 	if err != nil {
-		return nil, fmt.Errorf("delete video project %d of user %d: %w", id, userID, err)
+		return nil, rowErr(err, errProjectNotFound, fmt.Sprintf("delete video project %d of user %d", id, userID))
 	}
-	if cdnID == nil || *cdnID == "" {
-		return nil, nil
-	}
-	return []storage.Object{{Kind: storage.KindVideo, Key: storage.VideoKey(userID, *cdnID)}}, nil
+	return videoObjects(userID, cdnID), nil
 }
 
 // maxKeyframes bounds metadata.imageIds.
@@ -193,11 +182,8 @@ func (s *projectStore) queue(ctx context.Context, userID, id int64) ([]storage.O
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		p, err := scanProject(tx.QueryRow(ctx, `SELECT `+projectColumns+` FROM video_projects p
 			WHERE p.id = $1 AND p.user_id = $2 FOR UPDATE`, id, userID))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errProjectMissing
-		}
 		if err != nil {
-			return fmt.Errorf("lock video project %d: %w", id, err)
+			return rowErr(err, errProjectMissing, fmt.Sprintf("lock video project %d", id))
 		}
 		if p.State != nil && (*p.State == stateQueued || *p.State == stateProcessing) {
 			return apperr.Conflict("Video project is already " + map[string]string{stateQueued: "queued", stateProcessing: "processing"}[*p.State])
@@ -230,9 +216,7 @@ func (s *projectStore) queue(ctx context.Context, userID, id int64) ([]storage.O
 				return fmt.Errorf("queue video project %d: %w", id, err)
 			}
 		}
-		if p.CDNID != nil && *p.CDNID != "" {
-			old = []storage.Object{{Kind: storage.KindVideo, Key: storage.VideoKey(userID, *p.CDNID)}}
-		}
+		old = videoObjects(userID, p.CDNID)
 		return nil
 	})
 	return old, err

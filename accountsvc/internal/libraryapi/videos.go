@@ -10,11 +10,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
-	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/storage"
-	"github.com/nounsai/sdserver/shared/web"
 )
 
 // videoRow is a videos row (legacy keys, sorted).
@@ -49,12 +47,9 @@ func (a *API) handleVideoUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, filename, ok, err := formFile(c, "video", maxUpload)
+	data, filename, err := formFile(c, "video", "No video file detected", maxUpload)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return apperr.Invalid("No video file detected").WithKey("error")
 	}
 	if _, err := media.SniffVideo(data); err != nil {
 		return err
@@ -110,30 +105,13 @@ func (a *API) handleVideoUpload(c echo.Context) error {
 
 // handleVideoList serves GET /users/<id>/videos, newest first, paged.
 func (a *API) handleVideoList(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	offset, limit := paging(c, defaultLimit, maxLimit)
-	vs, err := a.videos.list(c.Request().Context(), uid, offset, limit)
-	if err != nil {
-		return err
-	}
-	out := make([]videoRow, len(vs))
-	for i, v := range vs {
-		out[i] = toVideoRow(v)
-	}
-	return c.JSON(http.StatusOK, out)
+	return listUserRows(c, a.videos.list, toVideoRow)
 }
 
 // handleVideoGet serves GET /users/<id>/videos/<video_id> (legacy C9/C10:
 // it always failed).
 func (a *API) handleVideoGet(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "video_id", errVideoNotFound)
+	uid, id, err := pathUserID(c, "video_id", errVideoNotFound)
 	if err != nil {
 		return err
 	}
@@ -146,21 +124,11 @@ func (a *API) handleVideoGet(c echo.Context) error {
 
 // handleVideoUpdate serves PUT /users/<id>/videos/<video_id> {"metadata"}.
 func (a *API) handleVideoUpdate(c echo.Context) error {
-	uid, err := pathUser(c)
+	uid, id, err := pathUserID(c, "video_id", errVideoNotFound)
 	if err != nil {
 		return err
 	}
-	id, err := pathID(c, "video_id", errVideoNotFound)
-	if err != nil {
-		return err
-	}
-	var req struct {
-		Metadata json.RawMessage `json:"metadata"`
-	}
-	if err := web.DecodeJSON(c, &req); err != nil {
-		return err
-	}
-	meta, err := metadataJSON(req.Metadata, true, maxLinkMetadata)
+	meta, err := decodeMetadata(c, maxLinkMetadata)
 	if err != nil {
 		return err
 	}
@@ -173,11 +141,7 @@ func (a *API) handleVideoUpdate(c echo.Context) error {
 // handleVideoDelete serves DELETE /users/<id>/videos/<video_id>: the
 // caller's row (legacy S5) and its clip.
 func (a *API) handleVideoDelete(c echo.Context) error {
-	uid, err := pathUser(c)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c, "video_id", errVideoNotFound)
+	uid, id, err := pathUserID(c, "video_id", errVideoNotFound)
 	if err != nil {
 		return err
 	}

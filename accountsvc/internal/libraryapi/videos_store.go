@@ -3,7 +3,6 @@ package libraryapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -75,11 +74,8 @@ func (s *videoStore) create(ctx context.Context, n newVideo) (video, error) {
 
 func (s *videoStore) get(ctx context.Context, userID, id int64) (video, error) {
 	v, err := scanVideo(s.pool.QueryRow(ctx, `SELECT `+videoColumns+` FROM videos WHERE id = $1 AND user_id = $2`, id, userID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return video{}, errVideoNotFound
-	}
 	if err != nil {
-		return video{}, fmt.Errorf("get video %d of user %d: %w", id, userID, err)
+		return video{}, rowErr(err, errVideoNotFound, fmt.Sprintf("get video %d of user %d", id, userID))
 	}
 	return v, nil
 }
@@ -90,16 +86,11 @@ func (s *videoStore) list(ctx context.Context, userID int64, offset, limit int) 
 	if err != nil {
 		return nil, fmt.Errorf("list videos of user %d: %w", userID, err)
 	}
-	defer rows.Close()
-	out := []video{}
-	for rows.Next() {
-		v, err := scanVideo(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list videos of user %d: %w", userID, err)
-		}
-		out = append(out, v)
+	out, err := scanAll(rows, scanVideo)
+	if err != nil {
+		return nil, fmt.Errorf("list videos of user %d: %w", userID, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *videoStore) update(ctx context.Context, userID, id int64, meta json.RawMessage) error {
@@ -119,14 +110,17 @@ func (s *videoStore) update(ctx context.Context, userID, id int64, meta json.Raw
 func (s *videoStore) delete(ctx context.Context, userID, id int64) ([]storage.Object, error) {
 	var cdnID *string
 	err := s.pool.QueryRow(ctx, `DELETE FROM videos WHERE id = $1 AND user_id = $2 RETURNING cdn_id`, id, userID).Scan(&cdnID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errVideoNotFound
-	}
 	if err != nil {
-		return nil, fmt.Errorf("delete video %d of user %d: %w", id, userID, err)
+		return nil, rowErr(err, errVideoNotFound, fmt.Sprintf("delete video %d of user %d", id, userID))
 	}
+	return videoObjects(userID, cdnID), nil
+}
+
+// videoObjects is the stored clip (an upload or a project's render) named
+// by cdnID; nil or "" means none.
+func videoObjects(userID int64, cdnID *string) []storage.Object {
 	if cdnID == nil || *cdnID == "" {
-		return nil, nil
+		return nil
 	}
-	return []storage.Object{{Kind: storage.KindVideo, Key: storage.VideoKey(userID, *cdnID)}}, nil
+	return []storage.Object{{Kind: storage.KindVideo, Key: storage.VideoKey(userID, *cdnID)}}
 }

@@ -2,6 +2,7 @@ package libraryapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"mime/multipart"
@@ -56,6 +57,28 @@ func paging(c echo.Context, def, max int) (offset, limit int) {
 	return (page - 1) * limit, limit
 }
 
+// listFunc reads one page of a user's rows, newest first.
+type listFunc[T any] func(ctx context.Context, userID int64, offset, limit int) ([]T, error)
+
+// listUserRows serves GET /users/<id>/<rows>: the caller's rows (after the
+// path check), paged with the default limits, each mapped by toRow.
+func listUserRows[T, R any](c echo.Context, list listFunc[T], toRow func(T) R) error {
+	uid, err := pathUser(c)
+	if err != nil {
+		return err
+	}
+	offset, limit := paging(c, defaultLimit, maxLimit)
+	rows, err := list(c.Request().Context(), uid, offset, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]R, len(rows))
+	for i, r := range rows {
+		out[i] = toRow(r)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
 // errWrongUser is the legacy answer to a path user id that is not the
 // caller's.
 var errWrongUser = apperr.Invalid("Wrong user!")
@@ -92,33 +115,46 @@ func pathID(c echo.Context, name string, notFound error) (int64, error) {
 	return n, nil
 }
 
-// formFile reads the multipart file field, within the body limit. ok is
-// false when the request carries no such file (the caller returns its
-// legacy 400). Malformed bodies are 400; oversized ones 413.
-func formFile(c echo.Context, field string, max int64) (data []byte, filename string, ok bool, err error) {
+// pathUserID reads the path of a /users/<user_id>/<kind>/<id> route: the
+// caller's id after the pathUser check, then the named id parameter as
+// pathID parses it (notFound when it is not an id).
+func pathUserID(c echo.Context, name string, notFound error) (userID, id int64, err error) {
+	if userID, err = pathUser(c); err != nil {
+		return 0, 0, err
+	}
+	if id, err = pathID(c, name, notFound); err != nil {
+		return 0, 0, err
+	}
+	return userID, id, nil
+}
+
+// formFile reads the multipart file field, within the body limit. A
+// request that carries no such file is the legacy 400 {"error": missing}.
+// Malformed bodies are 400; oversized ones 413.
+func formFile(c echo.Context, field, missing string, max int64) (data []byte, filename string, err error) {
 	fh, err := c.FormFile(field)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.Is(err, http.ErrMissingFile):
-			return nil, "", false, nil
+			return nil, "", apperr.Invalid(missing).WithKey("error")
 		case errors.As(err, &mbe):
-			return nil, "", false, apperr.TooLarge(web.TooLargeMessage).WithKey("error")
+			return nil, "", apperr.TooLarge(web.TooLargeMessage).WithKey("error")
 		case errors.Is(err, http.ErrNotMultipart), errors.Is(err, multipart.ErrMessageTooLarge):
-			return nil, "", false, nil
+			return nil, "", apperr.Invalid(missing).WithKey("error")
 		}
-		return nil, "", false, apperr.Wrap(apperr.KindInvalid, "Invalid multipart body", err)
+		return nil, "", apperr.Wrap(apperr.KindInvalid, "Invalid multipart body", err)
 	}
 	f, err := fh.Open()
 	if err != nil {
-		return nil, "", false, apperr.Wrap(apperr.KindInvalid, "Invalid multipart body", err)
+		return nil, "", apperr.Wrap(apperr.KindInvalid, "Invalid multipart body", err)
 	}
 	defer f.Close()
 	data, err = media.ReadAllLimit(f, max)
 	if err != nil {
-		return nil, "", false, err
+		return nil, "", err
 	}
-	return data, fh.Filename, true, nil
+	return data, fh.Filename, nil
 }
 
 // imageRow is an images row as the owner sees it (legacy keys, sorted).
@@ -215,8 +251,8 @@ func statusOK(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "success"})
 }
 
-// optionalMetadata checks that raw is JSON (nil/absent means {}), at most
-// max bytes.
+// metadataJSON checks that raw is JSON, at most max bytes; nil, absent or
+// null is an error when required, else {}.
 func metadataJSON(raw json.RawMessage, required bool, max int) (json.RawMessage, error) {
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
@@ -232,6 +268,18 @@ func metadataJSON(raw json.RawMessage, required bool, max int) (json.RawMessage,
 		return nil, apperr.Invalid("metadata must be JSON")
 	}
 	return json.RawMessage(t), nil
+}
+
+// decodeMetadata reads the {"metadata": ...} body of the update routes
+// (and of link creation): required, JSON, at most max bytes.
+func decodeMetadata(c echo.Context, max int) (json.RawMessage, error) {
+	var req struct {
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := web.DecodeJSON(c, &req); err != nil {
+		return nil, err
+	}
+	return metadataJSON(req.Metadata, true, max)
 }
 
 // jsonInt reads a JSON number or numeric string as a positive id.

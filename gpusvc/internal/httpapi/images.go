@@ -26,6 +26,15 @@ const (
 	defaultSamples     = 1
 )
 
+// readImageJob reads the request body as a legacy POST /images body.
+func (h *handlers) readImageJob(c echo.Context) (generate.ImageJob, error) {
+	b, err := readBody(c)
+	if err != nil {
+		return generate.ImageJob{}, err
+	}
+	return parseImageJob(b, h.gen.Limits())
+}
+
 // parseImageJob reads the legacy POST /images body (legacy-api.md §11).
 func parseImageJob(b body, lim generate.Limits) (generate.ImageJob, error) {
 	var j generate.ImageJob
@@ -112,11 +121,7 @@ func (h *handlers) handleImageCreate(c echo.Context) error {
 	if !ok {
 		return apperr.Unauthorized(auth.MsgTokenMissing)
 	}
-	b, err := readBody(c)
-	if err != nil {
-		return err
-	}
-	job, err := parseImageJob(b, h.gen.Limits())
+	job, err := h.readImageJob(c)
 	if err != nil {
 		return err
 	}

@@ -45,18 +45,26 @@ func (h *handlers) handleExtendPrompt(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"prompt": out})
 }
 
+// readImageBody reads {"base_64", "model_id"?}, the body of the routes
+// that take one input image.
+func (h *handlers) readImageBody(c echo.Context) (data []byte, model string, err error) {
+	b, err := readBody(c)
+	if err != nil {
+		return nil, "", err
+	}
+	if data, err = b.image("base_64", true, h.gen.Limits().MaxInputBytes); err != nil {
+		return nil, "", err
+	}
+	if model, err = b.str("model_id", false); err != nil {
+		return nil, "", err
+	}
+	return data, model, nil
+}
+
 // handleInterrogate is POST /interrogate (JWT, charged): {"base_64"} →
 // {"prompt"}.
 func (h *handlers) handleInterrogate(c echo.Context) error {
-	b, err := readBody(c)
-	if err != nil {
-		return err
-	}
-	data, err := b.image("base_64", true, h.gen.Limits().MaxInputBytes)
-	if err != nil {
-		return err
-	}
-	model, err := b.str("model_id", false)
+	data, model, err := h.readImageBody(c)
 	if err != nil {
 		return err
 	}
@@ -70,15 +78,7 @@ func (h *handlers) handleInterrogate(c echo.Context) error {
 // handleUpscale is POST /upscale (JWT, charged): {"base_64"} → the image
 // body (PNG, or JPEG when Accept prefers it). Nothing is stored.
 func (h *handlers) handleUpscale(c echo.Context) error {
-	b, err := readBody(c)
-	if err != nil {
-		return err
-	}
-	data, err := b.image("base_64", true, h.gen.Limits().MaxInputBytes)
-	if err != nil {
-		return err
-	}
-	model, err := b.str("model_id", false)
+	data, model, err := h.readImageBody(c)
 	if err != nil {
 		return err
 	}
