@@ -34,6 +34,11 @@ type Common struct {
 	// ChallengeTokens are the accepted challenge-token header values, the
 	// first current (legacy key `challenge_token`).
 	ChallengeTokens []string
+	// LegacyTokenCutoff, when set, is the instant from which tokens the
+	// old system issued (no version claim) are refused by every service
+	// (LEGACY_TOKEN_CUTOFF, RFC 3339); zero means they stay valid until the
+	// user's first password change or reset.
+	LegacyTokenCutoff time.Time
 	// AdminToken guards operator routes; empty disables them.
 	AdminToken string
 	// AppBaseURL is the frontend base for links in emails.
@@ -63,23 +68,24 @@ func LoadCommon(l *Loader, defaultAddr string) Common {
 	tokens := append([]string{l.String("CHALLENGE_TOKEN", "challenge_token", "dev-challenge-token")},
 		l.List("CHALLENGE_PREVIOUS_TOKENS", "", nil)...)
 	return Common{
-		Environment:      env,
-		HTTPAddr:         l.String("HTTP_ADDR", "", defaultAddr),
-		DatabaseURL:      l.String("DATABASE_URL", "", "postgres://postgres@127.0.0.1:5432/nounsai?sslmode=disable"),
-		RedisURL:         l.String("REDIS_URL", "", "redis://127.0.0.1:6379/0"),
-		RedisPrefix:      l.String("REDIS_PREFIX", "", "nounsai:"),
-		LogFormat:        l.String("LOG_FORMAT", "", "json"),
-		LogLevel:         l.String("LOG_LEVEL", "", "info"),
-		JWTSecrets:       secrets,
-		ChallengeTokens:  tokens,
-		AdminToken:       l.String("ADMIN_TOKEN", "admin_token", ""),
-		AppBaseURL:       strings.TrimRight(l.String("APP_BASE_URL", "app_base_url", "http://127.0.0.1:8080"), "/"),
-		BodyLimit:        l.Int64("BODY_LIMIT", "", 5<<20),
-		RateLimits:       l.Bool("RATE_LIMITS", "", true),
-		TrustedProxies:   l.Prefixes("TRUSTED_PROXIES", "", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}),
-		ShutdownTimeout:  l.Duration("SHUTDOWN_TIMEOUT", "", 8*time.Second),
-		AnonymousUserID:  l.Int64("ANONYMOUS_USER_ID", "", 67),
-		AnonymousEnabled: l.Bool("ANONYMOUS_ENABLED", "", true),
+		Environment:       env,
+		HTTPAddr:          l.String("HTTP_ADDR", "", defaultAddr),
+		DatabaseURL:       l.String("DATABASE_URL", "", "postgres://postgres@127.0.0.1:5432/nounsai?sslmode=disable"),
+		RedisURL:          l.String("REDIS_URL", "", "redis://127.0.0.1:6379/0"),
+		RedisPrefix:       l.String("REDIS_PREFIX", "", "nounsai:"),
+		LogFormat:         l.String("LOG_FORMAT", "", "json"),
+		LogLevel:          l.String("LOG_LEVEL", "", "info"),
+		JWTSecrets:        secrets,
+		ChallengeTokens:   tokens,
+		AdminToken:        l.String("ADMIN_TOKEN", "admin_token", ""),
+		LegacyTokenCutoff: l.Time("LEGACY_TOKEN_CUTOFF", ""),
+		AppBaseURL:        strings.TrimRight(l.String("APP_BASE_URL", "app_base_url", "http://127.0.0.1:8080"), "/"),
+		BodyLimit:         l.Int64("BODY_LIMIT", "", 5<<20),
+		RateLimits:        l.Bool("RATE_LIMITS", "", true),
+		TrustedProxies:    l.Prefixes("TRUSTED_PROXIES", "", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}),
+		ShutdownTimeout:   l.Duration("SHUTDOWN_TIMEOUT", "", 8*time.Second),
+		AnonymousUserID:   l.Int64("ANONYMOUS_USER_ID", "", 67),
+		AnonymousEnabled:  l.Bool("ANONYMOUS_ENABLED", "", true),
 	}
 }
 

@@ -167,6 +167,21 @@ func (l *Loader) Duration(env, legacyKey string, def time.Duration) time.Duratio
 	return d
 }
 
+// Time returns an RFC 3339 instant setting in UTC, or the zero time when
+// unset.
+func (l *Loader) Time(env, legacyKey string) time.Time {
+	v, name, ok := l.raw(env, legacyKey)
+	if !ok {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(v))
+	if err != nil {
+		l.fail(name, fmt.Errorf("not an RFC 3339 time: %q", v))
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
 // List returns a comma-separated setting as trimmed, non-empty items, or def.
 func (l *Loader) List(env, legacyKey string, def []string) []string {
 	v, _, ok := l.raw(env, legacyKey)

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 		Disabled: !a.cfg.RateLimits,
 		OnError:  func(err error) { log.Warn("rate limiter unavailable", zap.Error(err)) },
 	})
-	a.revocations = auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, cfg.Accounts.LegacyTokenCutoff)
+	a.revocations = auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, cfg.LegacyTokenCutoff)
 	a.revocations.OnError = func(err error) { log.Warn("token deny-list unavailable", zap.Error(err)) }
 	a.verifier = &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: a.revocations}
 	a.ledger = credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))

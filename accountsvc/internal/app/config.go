@@ -111,11 +111,6 @@ type AccountsConfig struct {
 	// TokenTTL is the lifetime of tokens issued at login (TOKEN_TTL,
 	// default 720h = 30 days).
 	TokenTTL time.Duration
-	// LegacyTokenCutoff, when set, is the instant from which tokens issued
-	// by the legacy system (no version claim) are refused
-	// (LEGACY_TOKEN_CUTOFF, RFC 3339; empty means no cutoff: they stay
-	// valid until the user's first password change or reset).
-	LegacyTokenCutoff time.Time
 	// LinkKeySecret derives the keys of verification and reset links from
 	// the nonces in the email queue (LINK_KEY_SECRET, at least 32 bytes;
 	// default: derived from the JWT signing secret). Changing it voids the
@@ -138,13 +133,6 @@ func loadAccountsConfig(l *config.Loader, common config.Common) (AccountsConfig,
 			Threads:   uint8(l.Int64("ARGON2_THREADS", "", int64(account.DefaultArgon2.Threads))),
 		},
 		Email: email.LoadConfig(l),
-	}
-	if s := l.String("LEGACY_TOKEN_CUTOFF", "", ""); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return AccountsConfig{}, fmt.Errorf("LEGACY_TOKEN_CUTOFF: must be an RFC 3339 time: %w", err)
-		}
-		c.LegacyTokenCutoff = t.UTC()
 	}
 	if s := l.String("LINK_KEY_SECRET", "", ""); s != "" {
 		c.LinkKeySecret = []byte(s)

@@ -136,7 +136,7 @@ func (a *App) routes(ctx context.Context) error {
 	if err := a.newJobRunner(backends, store, gen); err != nil {
 		return err
 	}
-	revocations := auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix+"auth:", time.Time{})
+	revocations := auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)
 	revocations.OnError = func(err error) { a.log.Warn("token deny-list unavailable", zap.Error(err)) }
 	limiterLog := a.log.Named("ratelimit")
 	limiter := ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
