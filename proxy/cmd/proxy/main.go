@@ -1,7 +1,8 @@
 // Command proxy is the public entry (proxy.nounsai.wtf): it balances
 // generation requests across the GPU hosts listed in api_hosts and forwards
 // every other route to accountsvc. `proxy migrate` applies the database
-// migrations and exits.
+// migrations and exits; `proxy healthcheck` probes a running instance's
+// /health (for container HEALTHCHECKs).
 package main
 
 import (
@@ -53,10 +54,14 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("service", "proxy"))
 	if len(args) > 0 {
-		if args[0] == "migrate" {
+		switch args[0] {
+		case "migrate":
 			return migrate.Up(ctx, cfg.DatabaseURL, log)
+		case "healthcheck":
+			return web.Probe(ctx, cfg.HTTPAddr)
+		default:
+			return fmt.Errorf("unknown command %q (commands: migrate, healthcheck)", args[0])
 		}
-		return fmt.Errorf("unknown command %q (commands: migrate)", args[0])
 	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{})
 	if err != nil {
