@@ -46,11 +46,15 @@ func LoadConfig(l *config.Loader, environment string) Config {
 	if environment == "production" {
 		bonus = 0
 	}
+	// The legacy default_credit_expiration (days; 30 in the old README)
+	// was the expiry of credits granted without one; it stays the default
+	// lifetime of the grants this ledger makes on its own.
+	days := l.Int("DEFAULT_CREDIT_EXPIRATION", "default_credit_expiration", 30)
 	return Config{
 		Pricing:            LoadPricing(l),
 		SignupBonusCredits: l.Int64("SIGNUP_BONUS_CREDITS", "", bonus),
-		SignupBonusDays:    l.Int("SIGNUP_BONUS_DAYS", "", 30),
-		RefundGrantDays:    l.Int("REFUND_GRANT_DAYS", "", 30),
+		SignupBonusDays:    l.Int("SIGNUP_BONUS_DAYS", "", days),
+		RefundGrantDays:    l.Int("REFUND_GRANT_DAYS", "", days),
 	}
 }
 

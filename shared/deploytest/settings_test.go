@@ -132,3 +132,40 @@ func TestComposeSettingsAreReal(t *testing.T) {
 	sort.Strings(unknown)
 	require.Empty(t, unknown, "compose.yaml sets variables that no service reads")
 }
+
+// readmeTableVariable matches a backquoted variable in the first column of
+// the README's configuration table.
+var readmeTableVariable = regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+
+// TestReadmeConfigurationTableIsTrue checks that every variable and legacy
+// key the README's configuration table names is one the code reads, so the
+// table cannot drift from the code.
+func TestReadmeConfigurationTableIsTrue(t *testing.T) {
+	t.Parallel()
+	known := settings(t)
+	src := goSources(t)
+	readme := string(readFile(t, filepath.Join(repoRoot, "README.md")))
+	start := strings.Index(readme, "| variable | legacy `config.json` key |")
+	require.GreaterOrEqual(t, start, 0, "README has no configuration table")
+	var unknown []string
+	rows := 0
+	for _, line := range strings.Split(readme[start:], "\n")[2:] {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		rows++
+		cols := strings.Split(line, "|")
+		for _, m := range readmeTableVariable.FindAllStringSubmatch(cols[1], -1) {
+			if !known[m[1]] && !notSettings[m[1]] {
+				unknown = append(unknown, m[1])
+			}
+		}
+		for _, m := range regexp.MustCompile("`([a-z][a-z0-9_]+)`").FindAllStringSubmatch(cols[2], -1) {
+			if !strings.Contains(src, `"`+m[1]+`"`) {
+				unknown = append(unknown, "legacy key "+m[1])
+			}
+		}
+	}
+	require.Greater(t, rows, 20, "the README configuration table looks truncated")
+	require.Empty(t, unknown, "README names settings the code does not read")
+}
