@@ -1,7 +1,10 @@
 // Package librarytest runs the library API against a real database, Redis
 // and a fake BunnyCDN for end-to-end tests, and gives them a small HTTP
 // client. Tests talk to Env.URL only, so the same tests run through the
-// proxy by pointing URL at a proxy in front of Env.Handler.
+// proxy by pointing URL at a proxy in front of Env.Handler: when
+// $LIBRARYTEST_PROXY names a proxy binary (proxy/cmd/proxy), New starts it
+// in front of the API and sets URL to it (the e2e package runs the library
+// tests that way).
 //
 // This package is for tests only and must never be imported by production
 // code.
@@ -11,10 +14,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +31,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/nounsai/sdserver/accountsvc/internal/e2e"
 	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/dbtest"
@@ -47,6 +53,10 @@ const (
 // ChallengeToken is the challenge token the Env accepts.
 const ChallengeToken = "test-challenge-token"
 
+// ProxyEnv is the environment variable naming a proxy binary to put in
+// front of every Env (empty: tests talk to the API directly).
+const ProxyEnv = "LIBRARYTEST_PROXY"
+
 // Options tune New. The zero value is the usual setup.
 type Options struct {
 	// RateLimits turns the legacy limits on (off by default, so tests can
@@ -60,8 +70,11 @@ type Options struct {
 
 // Env is a running library API.
 type Env struct {
-	// URL is where requests go; New sets the direct test server's URL.
+	// URL is where requests go: the proxy's URL when $LIBRARYTEST_PROXY
+	// is set, else DirectURL.
 	URL string
+	// DirectURL is the test server serving Handler.
+	DirectURL string
 	// Handler is the echo handler (to put behind a proxy).
 	Handler http.Handler
 	Pool    *pgxpool.Pool
@@ -103,12 +116,49 @@ func New(tb testing.TB, opts Options) *Env {
 		Log:             log,
 	})
 	api.Register(e)
+	// The proxy health-checks its account hosts on /health.
+	e.GET("/health", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"message": "API is up and running!"})
+	})
 	srv := httptest.NewServer(e)
 	tb.Cleanup(func() {
 		srv.Close()
 		api.Wait()
 	})
-	return &Env{URL: srv.URL, Handler: e, Pool: pool, Bunny: fake, Storage: st, API: api, secret: secret}
+	env := &Env{URL: srv.URL, DirectURL: srv.URL, Handler: e, Pool: pool, Bunny: fake, Storage: st, API: api, secret: secret}
+	if bin := os.Getenv(ProxyEnv); bin != "" {
+		env.URL = startProxy(tb, bin, srv.URL, pool.Config().ConnString(), prefix, opts)
+	}
+	return env
+}
+
+// startProxy runs the proxy binary bin in front of direct, on the Env's
+// database (api_hosts, empty) and Redis prefix, and returns its URL.
+func startProxy(tb testing.TB, bin, direct, databaseURL, redisPrefix string, opts Options) string {
+	tb.Helper()
+	redisURL := os.Getenv("TEST_REDIS_URL")
+	if redisURL == "" {
+		redisURL = "redis://127.0.0.1:6379/0"
+	}
+	bodyLimit := opts.BodyLimit
+	if bodyLimit == 0 {
+		bodyLimit = 5 << 20
+	}
+	return e2e.Start(tb, bin, map[string]string{
+		"HTTP_ADDR":       "127.0.0.1:0",
+		"DATABASE_URL":    databaseURL,
+		"REDIS_URL":       redisURL,
+		"REDIS_PREFIX":    redisPrefix,
+		"ACCOUNTSVC_URLS": direct,
+		"CHALLENGE_TOKEN": ChallengeToken,
+		"JWT_SECRET":      "librarytest-proxy-secret-0123456789",
+		"BODY_LIMIT":      fmt.Sprint(bodyLimit),
+		// The API's own limits are what the tests check.
+		"RATE_LIMITS":      "off",
+		"LOG_FORMAT":       "json",
+		"LOG_LEVEL":        "info",
+		"SHUTDOWN_TIMEOUT": "1s",
+	})
 }
 
 // User is a signed-up user and a valid token for it.

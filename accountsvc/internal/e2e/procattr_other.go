@@ -1,0 +1,9 @@
+//go:build !linux
+
+package e2e
+
+import "os/exec"
+
+// setParentDeathSignal does nothing off Linux; the cleanups kill the
+// processes.
+func setParentDeathSignal(*exec.Cmd) {}
