@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
@@ -95,7 +96,12 @@ func TestKillBackendUnderLoad(t *testing.T) {
 	served := victim.served.Load()
 	victim.restart(t)
 	restarted := time.Now()
-	require.Eventually(t, func() bool { return victim.served.Load() > served }, 5*time.Second, 10*time.Millisecond)
+	if !assert.Eventually(t, func() bool { return victim.served.Load() > served }, 5*time.Second, 10*time.Millisecond) {
+		for _, u := range gpu.Hosts() {
+			t.Logf("host %s: %+v in_flight=%d sec_per_unit=%g", u.Address, u.Status(time.Now()), u.InFlight(), u.SecPerUnit())
+		}
+		t.FailNow()
+	}
 	t.Logf("traffic again %s after the restart", time.Since(restarted))
 	time.Sleep(200 * time.Millisecond)
 	close(stop)

@@ -164,3 +164,29 @@ func TestNew(t *testing.T) {
 	_, err := balancer.New("random")
 	require.Error(t, err)
 }
+
+// TestRecoveredHostForgetsStaleSpeed checks that a host back from being
+// down is not starved by the speed it was last measured at: EEFT would
+// never choose a host it believes 20× slower, and so never re-measure it.
+func TestRecoveredHostForgetsStaleSpeed(t *testing.T) {
+	t.Parallel()
+	ups := pool(t, 2)
+	e := &balancer.EEFT{}
+	for i, spu := range []float64{1, 20} {
+		tk := ups[i].Start(1, t0)
+		tk.Done(t0.Add(time.Duration(spu*float64(time.Second))), true)
+	}
+	now := t0.Add(time.Minute)
+	// The fast host is busy with 5 units; the slow estimate still loses.
+	ups[0].Start(5, now)
+	require.Same(t, ups[0], e.Select(ups, balancer.Job{Work: 1}, now, nil))
+
+	ups[1].SetCheck(balancer.CheckResult{At: now, Err: errors.New("refused")}, false)
+	ups[1].SetCheck(balancer.CheckResult{At: now, Slots: 1}, true)
+	require.Zero(t, ups[1].SecPerUnit(), "the speed is learned anew after an outage")
+	require.Same(t, ups[1], e.Select(ups, balancer.Job{Work: 1}, now, nil))
+
+	// A healthy check of a host that was never down keeps what it learned.
+	ups[0].SetCheck(balancer.CheckResult{At: now, Slots: 1}, true)
+	require.InDelta(t, 1, ups[0].SecPerUnit(), 1e-9)
+}

@@ -273,7 +273,8 @@ type CheckResult struct {
 
 // SetCheck stores the result of an active check and the health state the
 // checker derived from its rise/fall thresholds. Turning healthy clears any
-// passive ejection, so a restarted host is tried again at once.
+// passive ejection, so a restarted host is tried again at once, and after
+// being down also forgets the host's learned speed.
 func (u *Upstream) SetCheck(r CheckResult, healthy bool) {
 	u.lastCheck.Store(r.At.UnixNano())
 	if r.Err != nil {
@@ -293,6 +294,13 @@ func (u *Upstream) SetCheck(r CheckResult, healthy bool) {
 		u.downUntil.Store(0)
 		u.consecFails.Store(0)
 		u.ejections.Store(0)
+	}
+	if healthy && wasUnhealthy {
+		// A host back from being down may be a different machine or a
+		// restarted process: forget its learned speed, so that a stale
+		// (say, pessimistic) estimate cannot keep it from ever being
+		// chosen, and therefore from ever being measured again.
+		u.secPerUnit.Store(0)
 	}
 }
 
