@@ -55,8 +55,9 @@ type Config struct {
 	// 4096; 0 = no cap).
 	MaxConns int
 	// ChallengeExempt are path prefixes served without the challenge
-	// token (CHALLENGE_EXEMPT_PATHS, default /verify/,/reset/: pages
-	// opened from emails).
+	// token (CHALLENGE_EXEMPT_PATHS, default /verify/,/reset/,/media/: pages
+	// opened from emails, and the local stack's media files, which img and
+	// audio tags load without headers).
 	ChallengeExempt []string
 }
 
@@ -78,7 +79,7 @@ func Load(l *config.Loader) Config {
 		RateLimitIP:         l.Int("RATE_LIMIT_IP", "", 600),
 		RateLimitGlobal:     l.Int("RATE_LIMIT_GLOBAL", "", 0),
 		MaxConns:            l.Int("MAX_CONNS", "", 4096),
-		ChallengeExempt:     l.List("CHALLENGE_EXEMPT_PATHS", "", []string{"/verify/", "/reset/"}),
+		ChallengeExempt:     l.List("CHALLENGE_EXEMPT_PATHS", "", []string{"/verify/", "/reset/", "/media/"}),
 	}
 	// The proxy drains in-flight generations on shutdown, so its default
 	// drain covers the GPU timeout (SHUTDOWN_TIMEOUT still wins).

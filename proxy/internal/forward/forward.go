@@ -311,6 +311,11 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 		}
 		ticket.Done(learnAt, !st.failure && st.status != 0 && st.status < 500)
 		p.metrics.observe(up, st.route, st.status, end.Sub(start))
+		// One access-log line per upstream attempt. The path is not logged:
+		// account routes carry secrets in it (/verify/<key>, reset keys).
+		p.log.Info("request", zap.String("request_id", st.id), zap.String("method", out.Method),
+			zap.String("route", routeNames[st.route]), zap.String("upstream", up.Address),
+			zap.Int("status", st.status), zap.Duration("latency", end.Sub(start)))
 	}()
 	p.rp.ServeHTTP(w, out)
 }
