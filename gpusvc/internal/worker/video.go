@@ -84,21 +84,29 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 			return jobs.Outcome{}, nil, err
 		}
 	}
-	if err := x.charge(ctx, credits.OpVideo, plan.Seconds()); err != nil {
-		return jobs.Outcome{}, nil, err
+	size := frameSize(keyframes[0].Bounds())
+	if size.Dx() < 32 || size.Dy() < 32 {
+		return jobs.Outcome{}, nil, permanentf("the first image is smaller than 32×32")
 	}
-	if err := x.progress(ctx, 0.02, "frames"); err != nil {
-		return jobs.Outcome{}, nil, err
-	}
-
 	dir, err := os.MkdirTemp(r.opts.FFmpeg.TempDir, "video-*")
 	if err != nil {
 		return jobs.Outcome{}, nil, fmt.Errorf("create video scratch dir: %w", err)
 	}
 	defer os.RemoveAll(dir) // legacy C19: the output was never cleaned
-	size := frameSize(keyframes[0].Bounds())
-	if size.Dx() < 32 || size.Dy() < 32 {
-		return jobs.Outcome{}, nil, permanentf("the first image is smaller than 32×32")
+	audioPath := filepath.Join(dir, "audio.mp3")
+	if err := os.WriteFile(audioPath, audio, 0o600); err != nil {
+		return jobs.Outcome{}, nil, fmt.Errorf("write audio: %w", err)
+	}
+	// Bad user input fails at once (and before the charge): retrying an
+	// undecodable upload cannot help.
+	if err := r.checkAudio(ctx, audioPath); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	if err := x.charge(ctx, credits.OpVideo, plan.Seconds()); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	if err := x.progress(ctx, 0.02, "frames"); err != nil {
+		return jobs.Outcome{}, nil, err
 	}
 	for i := range keyframes {
 		keyframes[i] = fit(keyframes[i], size)
@@ -145,10 +153,6 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 
 	if err := x.progress(ctx, 0.88, "encoding"); err != nil {
 		return jobs.Outcome{}, nil, err
-	}
-	audioPath := filepath.Join(dir, "audio.mp3")
-	if err := os.WriteFile(audioPath, audio, 0o600); err != nil {
-		return jobs.Outcome{}, nil, fmt.Errorf("write audio: %w", err)
 	}
 	out := filepath.Join(dir, "out.mp4")
 	if err := r.encode(ctx, dir, audioPath, out, plan); err != nil {
@@ -216,16 +220,45 @@ func fit(img image.Image, size image.Rectangle) image.Image {
 	return out
 }
 
-// encode runs ffmpeg: the frames at the plan's fps as H.264 (yuv420p) with
-// the audio from the first timestamp, for the duration the timestamps
-// imply.
-func (r *Runner) encode(ctx context.Context, dir, audioPath, out string, plan jobs.VideoPlan) error {
+// ffmpegBin returns the ffmpeg binary to run, or an error naming the
+// Debian package when it is missing.
+func (r *Runner) ffmpegBin() (string, error) {
 	bin := r.opts.FFmpeg.FFmpeg
 	if bin == "" {
 		bin = "ffmpeg"
 	}
 	if _, err := exec.LookPath(bin); err != nil {
-		return fmt.Errorf("ffmpeg is not installed (Debian package ffmpeg): %w", err)
+		return "", fmt.Errorf("ffmpeg is not installed (Debian package ffmpeg): %w", err)
+	}
+	return bin, nil
+}
+
+// checkAudio decodes the whole audio file and fails permanently when
+// ffmpeg cannot (a file that only looks like MP3).
+func (r *Runner) checkAudio(ctx context.Context, path string) error {
+	bin, err := r.ffmpegBin()
+	if err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "-nostdin", "-v", "error", "-xerror", "-i", path, "-f", "null", "-")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return permanentf("the project's audio could not be decoded")
+	}
+	return nil
+}
+
+// encode runs ffmpeg: the frames at the plan's fps as H.264 (yuv420p) with
+// the audio from the first timestamp, for the duration the timestamps
+// imply.
+func (r *Runner) encode(ctx context.Context, dir, audioPath, out string, plan jobs.VideoPlan) error {
+	bin, err := r.ffmpegBin()
+	if err != nil {
+		return err
 	}
 	dur := strconv.FormatFloat(plan.Duration(), 'f', 3, 64)
 	cmd := exec.CommandContext(ctx, bin, "-nostdin", "-v", "error", "-y",
