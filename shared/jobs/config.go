@@ -34,7 +34,7 @@ type Config struct {
 	// 10s, JOB_TIMEOUT_PER_FRAME 5s, JOB_TIMEOUT_PER_IMAGE 2m).
 	TimeoutBase, TimeoutPerAudioSecond, TimeoutPerFrame, TimeoutPerImage time.Duration
 	// AudioDuration is the length of generated audio in seconds
-	// (AUDIO_DURATION, legacy audio_gen_duration, default 10).
+	// (AUDIO_DURATION, legacy audio_gen_duration, default 15 as the legacy cron job).
 	AudioDuration int
 	// VideoFPS is the video frame rate (VIDEO_FPS, legacy
 	// video_generation_fps, default 8).
@@ -65,7 +65,7 @@ func LoadConfig(l *config.Loader) Config {
 		TimeoutPerAudioSecond: l.Duration("JOB_TIMEOUT_PER_AUDIO_SECOND", "", 10*time.Second),
 		TimeoutPerFrame:       l.Duration("JOB_TIMEOUT_PER_FRAME", "", 5*time.Second),
 		TimeoutPerImage:       l.Duration("JOB_TIMEOUT_PER_IMAGE", "", 2*time.Minute),
-		AudioDuration:         l.Int("AUDIO_DURATION", "audio_gen_duration", 10),
+		AudioDuration:         l.Int("AUDIO_DURATION", "audio_gen_duration", 15),
 		VideoFPS:              l.Int("VIDEO_FPS", "video_generation_fps", 8),
 		VideoMaxDuration:      l.Int("VIDEO_MAX_DURATION", "video_generation_max_duration", 60),
 	}
@@ -93,7 +93,7 @@ func (c Config) WithDefaults() Config {
 	defD(&c.TimeoutPerAudioSecond, 10*time.Second)
 	defD(&c.TimeoutPerFrame, 5*time.Second)
 	defD(&c.TimeoutPerImage, 2*time.Minute)
-	def(&c.AudioDuration, 10)
+	def(&c.AudioDuration, 15)
 	def(&c.VideoFPS, 8)
 	def(&c.VideoMaxDuration, 60)
 	return c

@@ -103,7 +103,7 @@ func TestEnqueueQueuePositionAndCap(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, jobs.StateQueued, j1.State)
 	require.NotZero(t, j1.RiverJobID)
-	require.Equal(t, int64(10), j1.Cost) // 10 s of audio at 1 credit/s
+	require.Equal(t, int64(15), j1.Cost) // 15 s of audio at 1 credit/s
 
 	pos, ok, err := f.store.AudioQueuePosition(ctx, f.pool, a2)
 	require.NoError(t, err)
@@ -205,7 +205,7 @@ func TestCancelQueuedAndRunningRefunds(t *testing.T) {
 	_, err = f.ledger.Debit(ctx, credits.DebitInput{UserID: u, Amount: j2.Cost, IdempotencyKey: j2.DebitKey, Reason: "audio"})
 	require.NoError(t, err)
 	bal, _ := f.ledger.Balance(ctx, u)
-	require.Equal(t, int64(90), bal)
+	require.Equal(t, int64(85), bal)
 	c, err = f.store.Cancel(ctx, u, j2.PublicID)
 	require.NoError(t, err)
 	require.Equal(t, jobs.StateProcessing, c.State)

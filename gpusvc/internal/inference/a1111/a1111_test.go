@@ -264,6 +264,8 @@ func TestTimeout(t *testing.T) {
 	_, err := b.Generate(ctx, req)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 2*time.Second)
+	// The abandoned job is interrupted before the next caller's turn.
+	require.Len(t, srv.RequestsTo("/sdapi/v1/interrupt"), 1)
 
 	// Config.Timeout bounds the exchange on its own.
 	short := a1111.New(a1111.Config{BaseURL: srv.URL(), Timeout: 100 * time.Millisecond})

@@ -64,6 +64,12 @@ func (b *Backend) call(ctx context.Context, what, method, path string, in, out a
 			return nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
+			if serial && !isDialError(err) {
+				// The server may still be rendering the abandoned job; stop
+				// it before the next caller's turn, so that the server
+				// really runs one of our jobs at a time.
+				b.interrupt(context.WithoutCancel(ctx))
+			}
 			return fmt.Errorf("a1111 %s: %w", what, ctxErr)
 		}
 		if errors.Is(err, errTooLarge) {
@@ -184,4 +190,15 @@ func truncate(s string) string {
 		return s
 	}
 	return s[:limit] + "…"
+}
+
+// interrupt asks the server to stop whatever it is running
+// (POST /sdapi/v1/interrupt). Only called while this Backend holds its turn,
+// so the job it stops is ours. Failures are logged: the server may be gone.
+func (b *Backend) interrupt(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, err := b.do(ctx, http.MethodPost, "/sdapi/v1/interrupt", nil); err != nil {
+		b.log.Warn("interrupt failed", zap.Error(err))
+	}
 }

@@ -112,7 +112,12 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	mux.HandleFunc("POST /sdapi/v1/interrogate", s.handleInterrogate)
 	mux.HandleFunc("POST /sam/sam-predict", s.handleSAM)
 	mux.HandleFunc("GET /sdapi/v1/sd-models", s.handleModels)
-	s.srv = httptest.NewServer(s.wrap(mux))
+	// Interrupt answers at once, outside the knobs (it is global and does
+	// not queue behind the running job in A1111 either).
+	top := http.NewServeMux()
+	top.HandleFunc("POST /sdapi/v1/interrupt", s.handleInterrupt)
+	top.Handle("/", s.wrap(mux))
+	s.srv = httptest.NewServer(top)
 	tb.Cleanup(s.Close)
 	return s
 }
@@ -182,6 +187,15 @@ func (s *Server) MaxInFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxInFlight
+}
+
+// handleInterrupt records POST /sdapi/v1/interrupt and answers 200 with an
+// empty JSON object, as A1111 does.
+func (s *Server) handleInterrupt(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 // wrap records the request, tracks concurrency and applies the knobs.
