@@ -1,6 +1,6 @@
 module github.com/nounsai/sdserver/accountsvc
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/go-crypt/crypt v0.4.15

@@ -46,7 +46,8 @@ done
 ((${#gpusvc_addrs[@]} > 0)) || die "GPUSVC_ADDRS names no address"
 
 # The development defaults of stack.md; printed below, never for production.
-export JWT_SECRET=${JWT_SECRET:-nounsai-dev-jwt-secret-do-not-use-in-production}
+dev_jwt_secret=nounsai-dev-jwt-secret-do-not-use-in-production
+export JWT_SECRET=${JWT_SECRET:-$dev_jwt_secret}
 export CHALLENGE_TOKEN=${CHALLENGE_TOKEN:-dev-challenge-token}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
 export APP_BASE_URL=${APP_BASE_URL:-http://$proxy_addr}
@@ -215,6 +216,11 @@ for pair in "${health_addrs[@]}"; do
 done
 
 proxy_url=http://$proxy_addr
+# redact_url hides the password of a URL (user:secret@host).
+redact_url() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+# Only the development secret is printed; one the user set stays secret.
+jwt_shown="(set by you, not shown)"
+[[ $JWT_SECRET == "$dev_jwt_secret" ]] && jwt_shown="$JWT_SECRET (development only)"
 rate_limits="on (RATE_LIMITS=off turns them off)"
 [[ ${RATE_LIMITS:-} == off ]] && rate_limits="OFF (RATE_LIMITS=off)"
 cat >&2 <<EOF || true
@@ -223,9 +229,9 @@ cat >&2 <<EOF || true
   proxy        $proxy_url
   accountsvc   http://$accountsvc_addr
   gpusvc       ${gpusvc_urls[*]}
-  database     $DATABASE_URL
-  redis        $REDIS_URL
-  JWT secret   $JWT_SECRET
+  database     $(redact_url "$DATABASE_URL")
+  redis        $(redact_url "$REDIS_URL")
+  JWT secret   $jwt_shown
   challenge    $CHALLENGE_TOKEN        admin token  $ADMIN_TOKEN
   outbox       $OUTBOX_DIR   storage  $STORAGE_DIR
   rate limits  $rate_limits

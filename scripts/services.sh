@@ -363,10 +363,11 @@ cmd_ensure() {
 	lock
 	# A failure half way must not leave behind what this call started.
 	trap 'rc=$?; if ((rc != 0)) && ((${#started[@]} > 0)); then cmd_stop_unlocked "${started[@]}"; fi' EXIT
-	require_packages psql:postgresql-client ffmpeg:ffmpeg ffprobe:ffmpeg
-	# make test also drives headless Chromium (the proxy's ops-console test).
+	require_packages psql:postgresql-client ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl
+	# make test also needs gcc (go test -race uses cgo) and drives headless
+	# Chromium (the proxy's ops-console test).
 	if [[ ${SERVICES_TEST_TOOLS:-} == 1 ]]; then
-		require_packages chromium:chromium
+		require_packages gcc:gcc chromium:chromium
 	fi
 	local database_url redis_url
 	ensure_postgres

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -223,13 +222,6 @@ func (u user) credits(tb testing.TB, tg target) float64 {
 }
 
 // count runs a count query on the stack's database.
-func (s *stack) count(tb testing.TB, sql string, args ...any) int {
-	tb.Helper()
-	var n int
-	require.NoError(tb, s.Pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
-}
-
 // object reports whether key exists in the shared storage folder, and its
 // bytes.
 func (s *stack) object(tb testing.TB, key string) ([]byte, bool) {
