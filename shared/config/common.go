@@ -13,6 +13,10 @@ import (
 // refuses it when Environment is "production".
 const DevJWTSecret = "dev-only-jwt-secret-change-me-0123456789abcdef"
 
+// DevChallengeToken is the local stack's challenge token. Validate refuses
+// it when Environment is "production".
+const DevChallengeToken = "dev-challenge-token"
+
 // Common holds the settings every service shares.
 type Common struct {
 	// Environment is "local" (the default; development secrets allowed)
@@ -65,7 +69,7 @@ func LoadCommon(l *Loader, defaultAddr string) Common {
 	for _, s := range l.List("JWT_PREVIOUS_SECRETS", "", nil) {
 		secrets = append(secrets, []byte(s))
 	}
-	tokens := append([]string{l.String("CHALLENGE_TOKEN", "challenge_token", "dev-challenge-token")},
+	tokens := append([]string{l.String("CHALLENGE_TOKEN", "challenge_token", DevChallengeToken)},
 		l.List("CHALLENGE_PREVIOUS_TOKENS", "", nil)...)
 	return Common{
 		Environment:       env,
@@ -110,13 +114,14 @@ func (c Common) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("LOG_FORMAT", "must be json or console, got %q", c.LogFormat)
 	}
-	for i, s := range c.JWTSecrets {
-		name := "JWT_SECRET"
-		if i > 0 {
-			name = "JWT_PREVIOUS_SECRETS"
-		}
-		if len(s) < 16 {
-			bad(name, "must be at least 16 bytes")
+	// The signing secret must be strong; secrets kept only to verify older
+	// tokens (the old system's secret_key may be short) must just exist.
+	if len(c.JWTSecrets[0]) < 16 {
+		bad("JWT_SECRET", "must be at least 16 bytes (keep a shorter legacy secret_key in JWT_PREVIOUS_SECRETS)")
+	}
+	for _, s := range c.JWTSecrets[1:] {
+		if len(s) == 0 {
+			bad("JWT_PREVIOUS_SECRETS", "must not contain an empty secret")
 		}
 	}
 	if c.Environment == "production" && string(c.JWTSecrets[0]) == DevJWTSecret {
@@ -124,6 +129,9 @@ func (c Common) Validate() error {
 	}
 	if c.ChallengeTokens[0] == "" {
 		bad("CHALLENGE_TOKEN", "must not be empty")
+	}
+	if c.Environment == "production" && c.ChallengeTokens[0] == DevChallengeToken {
+		bad("CHALLENGE_TOKEN", "the development token is not allowed in production")
 	}
 	if c.BodyLimit < 1024 {
 		bad("BODY_LIMIT", "must be at least 1024 bytes")

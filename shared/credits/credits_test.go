@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -655,6 +656,8 @@ func TestRandomisedInvariants(t *testing.T) {
 			for id := range m.debits {
 				ids = append(ids, id)
 			}
+			// Map order is random: sort so the seed replays a failure.
+			slices.Sort(ids)
 			if len(ids) == 0 {
 				break
 			}
@@ -720,4 +723,33 @@ func TestCharge(t *testing.T) {
 	requireInsufficient(t, err, 6, 20)
 	_, err = l.Charge(ctx, credits.ChargeInput{UserID: user, Op: "teleport"})
 	require.True(t, apperr.Is(err, apperr.KindInvalid))
+}
+
+// TestInvalidLegacyGrantIsIgnored: a legacy row with amount_remaining >
+// amount (possible in old data; the CHECK stays NOT VALID for it) neither
+// counts nor breaks debits of the user's valid grants.
+func TestInvalidLegacyGrantIsIgnored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t)
+	var user int64
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO users (email, password, metadata) VALUES ('bad-legacy@example.com', 'x', '{}') RETURNING id`).Scan(&user))
+	rows, err := pool.Query(ctx, `SELECT conname FROM pg_constraint WHERE conrelid = 'transactions'::regclass AND contype = 'c'`)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	for _, n := range names { // drop the CHECKs so the legacy row can exist
+		_, err = pool.Exec(ctx, `ALTER TABLE transactions DROP CONSTRAINT `+pgx.Identifier{n}.Sanitize())
+		require.NoError(t, err)
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO transactions (metadata, user_id, type, amount, amount_remaining, memo) VALUES ('{}', $1, 'credit', 5, 50, 'legacy')`, user)
+	require.NoError(t, err)
+	l := credits.NewLedger(pool, credits.Options{})
+	_, err = l.Grant(ctx, nil, credits.GrantInput{UserID: user, Amount: 3, Memo: "ok"})
+	require.NoError(t, err)
+	bal, err := l.Balance(ctx, user)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), bal)
+	_, err = l.Debit(ctx, credits.DebitInput{UserID: user, Amount: 2, IdempotencyKey: "k", Reason: "test"})
+	require.NoError(t, err)
 }

@@ -134,7 +134,7 @@ const consumeSQL = `
 WITH open AS (
     SELECT id, amount_remaining, COALESCE(expires_at, 'infinity'::timestamp) AS expiry, created_at
     FROM transactions
-    WHERE user_id = $1 AND type = 'credit' AND amount_remaining > 0
+    WHERE user_id = $1 AND type = 'credit' AND amount_remaining > 0 AND amount_remaining <= amount
       AND COALESCE(expires_at, 'infinity'::timestamp) > $2
     ORDER BY COALESCE(expires_at, 'infinity'::timestamp), created_at, id
     LIMIT $3

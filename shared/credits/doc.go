@@ -26,7 +26,10 @@
 // is what NULL naturally means and what the signup bonus uses when its
 // lifetime is configured as 0 days). Expired grants simply stop counting: no
 // cron job has to run for the balance or a debit to be correct. Time is UTC;
-// the legacy timestamp columns have no time zone and are read as UTC.
+// the legacy timestamp columns have no time zone and are read as UTC. A
+// legacy row that breaks 0 ≤ amount_remaining ≤ amount (the CHECK added by
+// migration 00003 stays NOT VALID for such rows) is ignored: it neither
+// counts nor is consumed, so it can never make a debit fail.
 //
 // # Debit
 //

@@ -140,7 +140,7 @@ func (l *Ledger) Balance(ctx context.Context, userID int64) (int64, error) {
 const balanceSQL = `
 SELECT COALESCE(sum(amount_remaining), 0)
 FROM transactions
-WHERE user_id = $1 AND type = 'credit' AND amount_remaining > 0
+WHERE user_id = $1 AND type = 'credit' AND amount_remaining > 0 AND amount_remaining <= amount
   AND COALESCE(expires_at, 'infinity'::timestamp) > $2`
 
 func balance(ctx context.Context, q db.Querier, userID int64, now time.Time) (int64, error) {

@@ -222,13 +222,23 @@ func dropStale(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
+// databaseURL returns the URL of database name for tests. Its sessions
+// run in UTC, as db.Open's do, whatever the server's TimeZone: legacy
+// TIMESTAMP columns hold UTC and tests compare them with Go clocks.
 func databaseURL(tb testing.TB, name string) string {
 	tb.Helper()
-	u, err := withDatabase(AdminURL(), name)
+	raw, err := withDatabase(AdminURL(), name)
 	if err != nil {
 		tb.Fatalf("dbtest: %v", err)
 	}
-	return u
+	u, err := url.Parse(raw)
+	if err != nil {
+		tb.Fatalf("dbtest: %v", err)
+	}
+	q := u.Query()
+	q.Set("timezone", "UTC")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func withDatabase(adminURL, name string) (string, error) {

@@ -57,7 +57,7 @@ CREATE INDEX IF NOT EXISTS transactions_refund_of_idx ON transactions (refund_of
 CREATE INDEX IF NOT EXISTS transactions_open_credits_idx
     ON transactions (user_id, (COALESCE(expires_at, 'infinity'::timestamp)), created_at, id)
     INCLUDE (amount_remaining, expires_at)
-    WHERE type = 'credit' AND amount_remaining > 0;
+    WHERE type = 'credit' AND amount_remaining > 0 AND amount_remaining <= amount;
 
 CREATE INDEX IF NOT EXISTS transactions_user_id_created_at_idx
     ON transactions (user_id, created_at DESC, id DESC);

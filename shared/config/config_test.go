@@ -1,0 +1,71 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nounsai/sdserver/shared/config"
+)
+
+func TestLegacyConfigFileAndEnvPrecedence(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"secret_key": "legacy-secret-0123456789", "challenge_token": "legacy-ct",
+		"environment": "production", "default_credit_expiration": 45, "video_generation_fps": 16, "audio_gen_duration": 10}`), 0o600))
+	env := map[string]string{"CONFIG_FILE": path, "CHALLENGE_TOKEN": "from-env"}
+	l, err := config.NewLoader(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.NoError(t, err)
+	c := config.LoadCommon(l, "127.0.0.1:1")
+	require.NoError(t, l.Err())
+	require.Equal(t, "legacy-secret-0123456789", string(c.JWTSecrets[0]), "legacy key read")
+	require.Equal(t, "from-env", c.ChallengeTokens[0], "env wins over config.json")
+	require.Equal(t, "production", c.Environment)
+	require.Equal(t, 45, l.Int("DEFAULT_CREDIT_EXPIRATION", "default_credit_expiration", 30), "numbers keep their JSON text")
+	require.NoError(t, c.Validate())
+
+	_, err = config.NewLoader(func(k string) (string, bool) { return filepath.Join(t.TempDir(), "missing.json"), k == "CONFIG_FILE" })
+	require.ErrorContains(t, err, "CONFIG_FILE")
+}
+
+func TestValidateNamesTheBadVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
+		{map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
+		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{map[string]string{"JWT_SECRET": "short"}, "JWT_SECRET"},
+		{map[string]string{"ENVIRONMENT": "production"}, "JWT_SECRET"},
+		{map[string]string{"ENVIRONMENT": "production", "JWT_SECRET": "a-real-production-secret-value"}, "CHALLENGE_TOKEN"},
+		{map[string]string{"ENVIRONMENT": "staging"}, "ENVIRONMENT"},
+		{map[string]string{"BODY_LIMIT": "10"}, "BODY_LIMIT"},
+	}
+	for _, tt := range tests {
+		c := config.LoadCommon(config.FromMap(tt.env), "127.0.0.1:1")
+		require.ErrorContains(t, c.Validate(), tt.want, "%v", tt.env)
+	}
+	// A short legacy secret may stay as a previous (verify-only) secret.
+	c := config.LoadCommon(config.FromMap(map[string]string{"JWT_PREVIOUS_SECRETS": "old"}), "127.0.0.1:1")
+	require.NoError(t, c.Validate())
+}
+
+func TestParseErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	l := config.FromMap(map[string]string{"A": "x", "B": "soon", "C": "maybe", "D": "yesterday", "E": "10.0.0.1/99"})
+	l.Int("A", "", 1)
+	require.Equal(t, time.Minute, l.Duration("B", "", time.Minute))
+	l.Bool("C", "", false)
+	l.Time("D", "")
+	l.Prefixes("E", "", nil)
+	err := l.Err()
+	for _, name := range []string{"A:", "B:", "C:", "D:", "E:"} {
+		require.ErrorContains(t, err, name)
+	}
+	require.Equal(t, 90*time.Second, config.FromMap(map[string]string{"X": "90"}).Duration("X", "", 0), "a bare number is seconds")
+}
