@@ -1,7 +1,8 @@
 // Command accountsvc serves accounts, credits and the user's library
-// (api-cpu.nounsai.wtf). `accountsvc migrate` applies the database
-// migrations and exits; `accountsvc healthcheck` probes a running instance's
-// /health (for container HEALTHCHECKs).
+// (api-cpu.nounsai.wtf). Subcommands: `migrate` applies the database
+// migrations and exits; `credits grant|balance` manages credit grants;
+// `template create` stores a deep-link template image; `healthcheck` probes
+// a running instance's /health (for container HEALTHCHECKs).
 package main
 
 import (
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 		case "healthcheck":
 			return web.Probe(ctx, cfg.HTTPAddr)
 		default:
-			return fmt.Errorf("unknown command %q (commands: migrate, healthcheck)", args[0])
+			return fmt.Errorf("unknown command %q (commands: migrate, credits, template, healthcheck)", args[0])
 		}
 	}
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,6 +61,8 @@ type App struct {
 	limiter     *ratelimit.Limiter
 	revocations *auth.Revocations
 	verifier    *auth.Verifier
+
+	stopOnce sync.Once
 }
 
 // New opens the dependencies and builds the HTTP handler. Close releases
@@ -207,23 +210,59 @@ func (a *App) routesAccounts(ctx context.Context) error {
 // Handler returns the HTTP handler (for tests).
 func (a *App) Handler() http.Handler { return a.echo }
 
-// Serve serves HTTP on ln until ctx ends, then drains.
+// Serve serves HTTP on ln until ctx ends, then shuts down within one
+// ShutdownTimeout: the HTTP drain and the email queue's soft stop run side
+// by side against the same deadline, then pending object deletions get
+// what is left of it.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	return web.Serve(ctx, web.NewServer(a.echo), ln, a.log, a.cfg.ShutdownTimeout)
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	errc := make(chan error, 1)
+	go func() { errc <- web.Serve(httpCtx, web.NewServer(a.echo), ln, a.log, a.cfg.ShutdownTimeout) }()
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.stopBackground(sctx) })
+	if serveErr == nil {
+		stopHTTP()
+		serveErr = <-errc
+	}
+	wg.Wait()
+	return serveErr
 }
 
-// Close releases Redis and the database pool.
-func (a *App) Close() {
-	if a.mailer != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-		if err := a.mailer.Stop(ctx); err != nil {
-			a.log.Warn("email queue stop failed", zap.Error(err))
+// stopBackground stops the email queue and waits for pending object
+// deletions, both bounded by ctx. It runs once.
+func (a *App) stopBackground(ctx context.Context) {
+	a.stopOnce.Do(func() {
+		if a.mailer != nil {
+			if err := a.mailer.Stop(ctx); err != nil {
+				a.log.Warn("email queue stop failed", zap.Error(err))
+			}
 		}
-		cancel()
-	}
-	if a.library != nil {
-		a.library.Wait()
-	}
+		if a.library != nil {
+			done := make(chan struct{})
+			go func() { a.library.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				a.log.Warn("pending object deletions abandoned at shutdown")
+			}
+		}
+	})
+}
+
+// Close stops what Serve did not (for callers that never served), then
+// releases Redis and the database pool.
+func (a *App) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	a.stopBackground(ctx)
+	cancel()
 	_ = a.redis.Close()
 	a.pool.Close()
 }

@@ -186,46 +186,76 @@ func (a *App) Handler() http.Handler { return a.echo }
 // Capacity returns the host's slot limiter (for tests and benchmarks).
 func (a *App) Capacity() *capacity.Limiter { return a.capacity }
 
-// Serve serves HTTP on ln until ctx ends, then drains. With REGISTER_HOST
-// it adds PUBLIC_URL to api_hosts first (clearing draining) and marks it
-// draining as soon as ctx ends, before the HTTP drain.
+// drainGrace is how long a draining host keeps serving after it marked
+// itself draining in api_hosts: the proxy applies the change within a
+// second, so no new request is refused by a closed listener.
+const drainGrace = 1500 * time.Millisecond
+
+// Serve serves HTTP on ln and works the job queue until ctx ends, then
+// shuts down within one ShutdownTimeout: with REGISTER_HOST it first marks
+// PUBLIC_URL draining in api_hosts (it was added, or un-drained, at start)
+// and keeps serving briefly so the proxy sends nothing new; then the HTTP
+// drain and the workers' soft stop run side by side against the same
+// deadline.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	stopJobs, err := a.startJobs(ctx)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	defer stopJobs()
-	var wg sync.WaitGroup
+	var reg *apihost.Registrar
 	if a.cfg.RegisterHost {
-		reg := apihost.New(a.pool, a.cfg.PublicURL)
+		reg = apihost.New(a.pool, a.cfg.PublicURL)
 		if err := reg.Register(ctx); err != nil {
 			_ = ln.Close()
 			return err
 		}
 		a.log.Info("registered in api_hosts", zap.String("address", a.cfg.PublicURL))
-		serveDone := make(chan struct{})
-		defer func() {
-			close(serveDone)
-			wg.Wait()
-		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-ctx.Done():
-			case <-serveDone:
-			}
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := reg.Drain(dctx); err != nil {
-				a.log.Warn("mark draining in api_hosts failed", zap.Error(err))
-				return
-			}
-			a.log.Info("marked draining in api_hosts", zap.String("address", a.cfg.PublicURL))
-		}()
 	}
-	return web.Serve(ctx, web.NewServer(a.echo), ln, a.log, a.cfg.ShutdownTimeout)
+	if a.jobs != nil {
+		if err := a.jobs.Start(ctx); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	drain := a.cfg.ShutdownTimeout
+	if reg != nil {
+		drain = max(drain-drainGrace, time.Second)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- web.Serve(httpCtx, web.NewServer(a.echo), ln, a.log, drain) }()
+
+	var serveErr error
+	select {
+	case serveErr = <-errc: // the server failed on its own
+	case <-ctx.Done():
+	}
+	deadline := time.Now().Add(a.cfg.ShutdownTimeout)
+	if reg != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := reg.Drain(dctx); err != nil {
+			a.log.Warn("mark draining in api_hosts failed", zap.Error(err))
+		} else {
+			a.log.Info("marked draining in api_hosts", zap.String("address", a.cfg.PublicURL))
+			if serveErr == nil {
+				time.Sleep(drainGrace)
+			}
+		}
+		cancel()
+	}
+	var wg sync.WaitGroup
+	if a.jobs != nil {
+		wg.Go(func() {
+			sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+			defer cancel()
+			if err := a.jobs.Stop(sctx); err != nil {
+				a.log.Warn("stopping job workers failed", zap.Error(err))
+			}
+		})
+	}
+	if serveErr == nil {
+		stopHTTP()
+		serveErr = <-errc
+	}
+	wg.Wait()
+	return serveErr
 }
 
 // Close releases Redis and the database pool.

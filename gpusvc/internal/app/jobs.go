@@ -1,11 +1,7 @@
 package app
 
 import (
-	"context"
 	"fmt"
-	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
@@ -51,23 +47,4 @@ func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Sto
 	}
 	a.jobs = r
 	return nil
-}
-
-// startJobs starts the workers; the returned function stops them (soft
-// stop within the shutdown timeout, then cancel: cancelled jobs are put
-// back in the queue).
-func (a *App) startJobs(ctx context.Context) (stop func(), err error) {
-	if a.jobs == nil {
-		return func() {}, nil
-	}
-	if err := a.jobs.Start(ctx); err != nil {
-		return nil, err
-	}
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout+5*time.Second)
-		defer cancel()
-		if err := a.jobs.Stop(sctx); err != nil {
-			a.log.Warn("stopping job workers failed", zap.Error(err))
-		}
-	}, nil
 }
