@@ -59,6 +59,22 @@ test-modules:
 		{ echo "TEST_DATABASE_URL and TEST_REDIS_URL are not set; run make test" >&2; exit 1; }
 	@$(call foreach_module,go test $(GO_TEST_FLAGS) ./...)
 
+# test-throwaway proves the path make test takes on a machine without
+# PostgreSQL/Redis: it points services.sh at spare ports, where nothing
+# answers, so it starts (and afterwards stops) throwaway servers, and runs
+# the shared database and Redis tests against them.
+.PHONY: test-throwaway
+test-throwaway: ## database/Redis tests against throwaway servers on spare ports
+	@env -u DATABASE_URL -u REDIS_URL -u TEST_DATABASE_URL -u TEST_REDIS_URL \
+		SERVICES_PG_PORT=25432 SERVICES_REDIS_PORT=26379 \
+		scripts/with-services.sh bash -c 'cd shared && go test -count=1 ./dbtest/ ./migrate/ ./ratelimit/'
+
+# smoke-run starts make run, checks every /health and /metrics, sends
+# SIGINT and checks nothing is left (scripts/smoke-run.sh).
+.PHONY: smoke-run
+smoke-run: ## make run, probe every service, Ctrl-C, check nothing is left
+	@scripts/smoke-run.sh
+
 .PHONY: vet
 vet: ## go vet every module
 	@$(call foreach_module,go vet ./...)

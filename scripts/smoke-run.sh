@@ -33,6 +33,9 @@ before=" $(echo .run/services/*) "
 
 # Job control gives `make run` its own process group with the default SIGINT
 # disposition (background jobs of a script would otherwise ignore SIGINT).
+# Truncate first: the background redirection may not have happened yet when
+# the readiness loop below reads the file (a previous run's marker).
+: >"$logfile"
 set -m
 make --no-print-directory run >"$logfile" 2>&1 </dev/null &
 pgid=$!
