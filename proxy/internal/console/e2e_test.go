@@ -1,8 +1,11 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"image/color"
+	stdpng "image/png"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -183,6 +186,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	shot := filepath.Join(t.TempDir(), "console.png")
 	require.NoError(t, os.WriteFile(shot, png, 0o644))
+	// The screenshot is a real render of the page, not a blank canvas.
+	img, err := stdpng.Decode(bytes.NewReader(png))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, img.Bounds().Dx(), 600)
+	require.GreaterOrEqual(t, img.Bounds().Dy(), 300)
+	colours := map[color.Color]bool{}
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 7 {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 7 {
+			colours[img.At(x, y)] = true
+		}
+	}
+	require.Greater(t, len(colours), 5, "the screenshot is blank")
 	t.Logf("screenshot: %s", shot)
 	if dir := os.Getenv("CONSOLE_SCREENSHOT_DIR"); dir != "" {
 		// t.TempDir is removed when the test ends; keep a copy on request.
