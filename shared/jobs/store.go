@@ -199,14 +199,19 @@ FROM jobs j WHERE j.audio_id = $1 ORDER BY j.id DESC LIMIT 1`, audioID).Scan(&st
 	return nil, false, nil
 }
 
+// EventOf returns the event of type typ describing j as it is now.
+func EventOf(j Job, typ string) Event {
+	return Event{Type: typ, JobID: j.PublicID, Seq: j.Seq, State: j.State, Progress: j.Progress, Stage: j.Stage,
+		Error: j.Error, Result: j.Result}
+}
+
 // publish sends ev, logging (not returning) failures: events are best
 // effort and PostgreSQL has the truth.
 func (s *Store) publish(ctx context.Context, j Job, typ string) {
 	if s.events == nil {
 		return
 	}
-	ev := Event{Type: typ, JobID: j.PublicID, Seq: j.Seq, State: j.State, Progress: j.Progress, Stage: j.Stage,
-		Error: j.Error, Result: j.Result}
+	ev := EventOf(j, typ)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := s.events.Publish(pctx, ev); err != nil {

@@ -227,6 +227,25 @@ func (a *API) handleJobEvents(c echo.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-keep.C:
+			// Events are best effort: on each keep-alive, catch up from the
+			// row, so a lost event (even the terminal one) is recovered.
+			fj, err := a.opts.Store.GetForUser(ctx, uid, j.PublicID)
+			if err != nil {
+				return nil
+			}
+			if fj.Seq > last {
+				last = fj.Seq
+				if fj.State.Terminal() {
+					if resp, err := a.toResponse(ctx, fj); err == nil {
+						_ = send("done", resp)
+					}
+					return nil
+				}
+				if err := send("state", jobs.EventOf(fj, jobs.EventState)); err != nil {
+					return nil
+				}
+				continue
+			}
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}

@@ -238,3 +238,41 @@ func TestEventsSnapshotProgressThenTerminal(t *testing.T) {
 	require.Contains(t, string(b), "event: snapshot")
 	require.Contains(t, string(b), "event: done")
 }
+
+// TestEventsRecoverLostTerminalEvent: events are best effort; when the
+// terminal one is lost (here: the job is finished behind the stream's back,
+// without any publish), the stream still ends with "done" from the row.
+func TestEventsRecoverLostTerminalEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	u, tok := f.user(t)
+	j := f.queueAudio(t, u)
+
+	req, err := http.NewRequest(http.MethodGet, f.srv.URL+"/v1/jobs/"+j.PublicID+"/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", tok)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 100)
+	go readEvents(t, resp.Body, events)
+	first := <-events
+	require.Equal(t, "snapshot", first.name)
+
+	_, err = f.pool.Exec(ctx, `UPDATE jobs SET state = 'ERROR', error = 'lost', seq = seq + 1, finished_at = now() WHERE id = $1`, j.ID)
+	require.NoError(t, err)
+	for {
+		select {
+		case ev, ok := <-events:
+			require.True(t, ok, "stream ended without done")
+			if ev.name != "done" {
+				continue
+			}
+			require.Equal(t, "ERROR", ev.data["state"])
+			return
+		case <-time.After(10 * time.Second):
+			require.FailNow(t, "no done event")
+		}
+	}
+}
