@@ -46,6 +46,11 @@ const (
 	DefaultVerifyTTL      = 7 * 24 * time.Hour
 	DefaultResetTTL       = time.Hour
 	DefaultMailPerAddress = 5
+	// DefaultLoginFailureFloor is the least time a failed login takes. It
+	// is above the slowest stored hash the service still verifies (legacy
+	// sha256_crypt with 535000 rounds, about 80-150 ms) plus the database
+	// lookup, so that no failure answers faster than another.
+	DefaultLoginFailureFloor = 250 * time.Millisecond
 )
 
 // Config tunes the Service. Zero values take the defaults.
@@ -59,6 +64,13 @@ type Config struct {
 	// address per hour (5), so the routes cannot flood an inbox. Requests
 	// over the cap answer as usual and send nothing.
 	MailPerAddress int
+	// LoginFailureFloor is the least wall-clock time a failed login takes
+	// (250 ms): every failure (unknown email, wrong password against any
+	// hash kind, unverified, locked, internal error) is padded to it, so
+	// the response time tells neither whether an address is registered nor
+	// which kind of hash it has. Successful logins are not padded. A
+	// failure slower than the floor is not padded further.
+	LoginFailureFloor time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -95,6 +107,9 @@ func NewService(d Deps, cfg Config) *Service {
 	if cfg.MailPerAddress <= 0 {
 		cfg.MailPerAddress = DefaultMailPerAddress
 	}
+	if cfg.LoginFailureFloor <= 0 {
+		cfg.LoginFailureFloor = DefaultLoginFailureFloor
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -125,8 +140,11 @@ type SignupInput struct {
 // An address that already has an account gets the same kind of answer (a
 // fresh id from the same sequence, so nothing tells the two apart) and the
 // owner gets an email instead: a new verification link while unverified,
-// otherwise a notice that someone tried to sign up. The existing account is
-// not changed otherwise.
+// otherwise a notice that someone tried to sign up. A verified account is
+// not changed otherwise. An unverified one keeps the new signup's password
+// hash as pending with the new link, and verifying with that link makes it
+// the password (see Verify): whoever signed up first with someone else's
+// address cannot keep a password on the account the owner verifies.
 func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 	addr, err := NormalizeEmail(in.Email)
 	if err != nil {
@@ -178,7 +196,7 @@ func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 			}
 		}
 		if existing != nil {
-			return s.signupExisting(ctx, tx, existing, now)
+			return s.signupExisting(ctx, tx, existing, hash, now)
 		}
 		if err := s.addReferral(ctx, tx, id, in.ReferralToken, now); err != nil {
 			return err
@@ -202,26 +220,41 @@ func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 }
 
 // signupExisting handles a signup with a registered address inside the
-// signup transaction.
-func (s *Service) signupExisting(ctx context.Context, tx pgx.Tx, u *userRow, now time.Time) error {
-	if !s.mailAllowed(ctx, u.email) {
-		return nil
-	}
+// signup transaction; hash is the new signup's password hash.
+func (s *Service) signupExisting(ctx context.Context, tx pgx.Tx, u *userRow, hash string, now time.Time) error {
 	if u.verified {
+		if !s.mailAllowed(ctx, u.email) {
+			return nil
+		}
 		return s.Mailer.enqueue(ctx, tx, MailArgs{Email: MailAccountExists, To: u.email})
 	}
-	return s.reissueVerification(ctx, tx, u, now)
+	if !s.mailAllowed(ctx, u.email) {
+		// Over the email cap no new link goes out, but the newest signup's
+		// password still becomes the pending one: the live link in the
+		// owner's inbox confirms the password the owner chose last, never
+		// one set before by someone else (who could exhaust the cap first).
+		const q = `UPDATE users SET pending_password = $2 WHERE id = $1 AND NOT is_verified`
+		if _, err := tx.Exec(ctx, q, u.id, hash); err != nil {
+			return fmt.Errorf("store pending password of user %d: %w", u.id, err)
+		}
+		return nil
+	}
+	return s.reissueVerification(ctx, tx, u, &hash, now)
 }
 
 // reissueVerification replaces the user's verification key (the old link
-// stops working) and queues the email with the new one.
-func (s *Service) reissueVerification(ctx context.Context, tx pgx.Tx, u *userRow, now time.Time) error {
+// stops working) and queues the email with the new one. A non-nil
+// pendingHash (a repeated signup) becomes the pending password that the new
+// key confirms; nil (a resend) keeps the pending password as it is.
+func (s *Service) reissueVerification(ctx context.Context, tx pgx.Tx, u *userRow, pendingHash *string, now time.Time) error {
 	nonce, err := newNonce()
 	if err != nil {
 		return err
 	}
-	const q = `UPDATE users SET verify_key = $2, verify_key_expires_at = $3 WHERE id = $1 AND NOT is_verified`
-	if _, err := tx.Exec(ctx, q, u.id, hashKey(s.Keys.derive(purposeVerify, nonce)), now.Add(s.cfg.VerifyTTL)); err != nil {
+	const q = `
+UPDATE users SET verify_key = $2, verify_key_expires_at = $3, pending_password = COALESCE($4, pending_password)
+WHERE id = $1 AND NOT is_verified`
+	if _, err := tx.Exec(ctx, q, u.id, hashKey(s.Keys.derive(purposeVerify, nonce)), now.Add(s.cfg.VerifyTTL), pendingHash); err != nil {
 		return fmt.Errorf("reissue verification key of user %d: %w", u.id, err)
 	}
 	return s.Mailer.enqueue(ctx, tx, MailArgs{Email: MailVerification, To: u.email, Nonce: nonce})
@@ -267,12 +300,14 @@ func (s *Service) ResendVerification(ctx context.Context, emailIn string) error 
 		if err != nil || u == nil || u.verified || !s.mailAllowed(ctx, u.email) {
 			return err
 		}
-		return s.reissueVerification(ctx, tx, u, now)
+		return s.reissueVerification(ctx, tx, u, nil, now)
 	})
 }
 
-// Verify marks the key's user verified and consumes the key. In the same
-// transaction it pays the referral reward to the referrer, at most once per
+// Verify marks the key's user verified and consumes the key. A pending
+// password (left by a repeated signup, see Signup) replaces the password in
+// the same statement and bumps the token version, so that no token of an
+// earlier signup is accepted. In the same transaction it pays the referral reward to the referrer, at most once per
 // referred user (reward_payouts is unique per reward and referred user, and
 // the verification itself can only succeed once). It returns the user's id.
 func (s *Service) Verify(ctx context.Context, key string) (int64, error) {
@@ -283,7 +318,9 @@ func (s *Service) Verify(ctx context.Context, key string) (int64, error) {
 	var id int64
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
 		const q = `
-UPDATE users SET is_verified = TRUE, verify_key = NULL, verify_key_expires_at = NULL
+UPDATE users SET is_verified = TRUE, verify_key = NULL, verify_key_expires_at = NULL,
+    password = COALESCE(pending_password, password), pending_password = NULL,
+    token_version = token_version + CASE WHEN pending_password IS NULL THEN 0 ELSE 1 END
 WHERE verify_key = ANY($1) AND NOT is_verified
   AND COALESCE(verify_key_expires_at, created_at + make_interval(secs => $3)) > $2
 RETURNING id`
@@ -399,9 +436,16 @@ type LoginResult struct {
 // the same 401 in about the same time (a dummy hash is verified); an
 // unverified account gets 400 only after a correct password. Failures are
 // counted per IP and per account; a locked subject gets 429 with
-// RetryAfter. A legacy or weaker hash is replaced by an argon2id one after
-// a successful check, guarded by the old value.
-func (s *Service) Login(ctx context.Context, ip, emailIn, password string) (LoginResult, error) {
+// RetryAfter. Every failure takes at least Config.LoginFailureFloor. A
+// legacy or weaker hash is replaced by an argon2id one after a successful
+// check, guarded by the old value.
+func (s *Service) Login(ctx context.Context, ip, emailIn, password string) (_ LoginResult, err error) {
+	start := time.Now() // wall clock (monotonic), not the injected one
+	defer func() {
+		if err != nil {
+			padUntil(ctx, start, s.cfg.LoginFailureFloor)
+		}
+	}()
 	if d, err := s.Lockout.Locked(ctx, ip, emailIn); err != nil {
 		s.Log.Warn("login lockout unavailable", zap.Error(err))
 	} else if d > 0 {
@@ -439,6 +483,20 @@ func (s *Service) Login(ctx context.Context, ip, emailIn, password string) (Logi
 		return LoginResult{}, fmt.Errorf("login: %w", err)
 	}
 	return LoginResult{UserID: u.id, Token: tok}, nil
+}
+
+// padUntil waits until floor has passed since start, or ctx is done.
+func padUntil(ctx context.Context, start time.Time, floor time.Duration) {
+	left := floor - time.Since(start)
+	if left <= 0 {
+		return
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // upgradeHash stores an argon2id hash of password in place of u's legacy
@@ -538,7 +596,10 @@ WHERE reset_key = ANY($1) ORDER BY created_at DESC LIMIT 1 FOR UPDATE`
 		if err != nil {
 			return fmt.Errorf("read reset key: %w", err)
 		}
-		err = tx.QueryRow(ctx, `UPDATE users SET password = $2 WHERE id = $1 RETURNING email`, userID, hash).Scan(&addr)
+		// The reset key proves the inbox as a verification key does; a
+		// pending password of an earlier signup must not override it later.
+		const upd = `UPDATE users SET password = $2, pending_password = NULL WHERE id = $1 RETURNING email`
+		err = tx.QueryRow(ctx, upd, userID, hash).Scan(&addr)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return apperr.Invalid(MsgResetKeyNotFound) // key of a deleted user
 		}
@@ -591,14 +652,23 @@ type UpdateInput struct {
 	// Password is the new password. Nil, empty, or equal to the stored hash
 	// (the legacy frontend echoes the row it read) leaves it unchanged.
 	Password *string
-	// CurrentPassword must match for a password change.
+	// CurrentPassword must match for a password change. A wrong one counts
+	// as a failed login of the account (and of IP) in the lockout.
 	CurrentPassword *string
+	// IP is the client address for the lockout; "" counts only the account.
+	IP string
 }
 
 // UpdateProfile replaces the metadata and, with a correct current
 // password, changes the password (argon2id) and bumps the token version in
 // the same transaction. It returns a fresh token when the password changed
 // (every older token is refused from then on), else "".
+//
+// Checking the current password is guarded by the login lockout (Lockout):
+// while the account or IP is locked it answers 429 with RetryAfter without
+// checking, a wrong current password is counted as a failed login and a
+// correct one clears the account's failures, so a stolen token cannot guess
+// the password faster than a login could.
 func (s *Service) UpdateProfile(ctx context.Context, userID int64, in UpdateInput) (string, error) {
 	var meta *string
 	if in.Metadata != nil {
@@ -618,8 +688,8 @@ func (s *Service) UpdateProfile(ctx context.Context, userID int64, in UpdateInpu
 		version int
 	)
 	err := db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		var stored string
-		err := tx.QueryRow(ctx, `SELECT password FROM users WHERE id = $1 FOR UPDATE`, userID).Scan(&stored)
+		var stored, addr string
+		err := tx.QueryRow(ctx, `SELECT password, email FROM users WHERE id = $1 FOR UPDATE`, userID).Scan(&stored, &addr)
 		if err != nil {
 			return db.Interpret(err, "User")
 		}
@@ -627,11 +697,11 @@ func (s *Service) UpdateProfile(ctx context.Context, userID int64, in UpdateInpu
 			if err := ValidatePassword(newPassword); err != nil {
 				return err
 			}
-			if in.CurrentPassword == nil || len(*in.CurrentPassword) > MaxPasswordLen {
+			if in.CurrentPassword == nil {
 				return apperr.Invalid(MsgWrongPassword)
 			}
-			if ok, _ := s.Hasher.Verify(stored, *in.CurrentPassword); !ok {
-				return apperr.Invalid(MsgWrongPassword)
+			if err := s.checkCurrentPassword(ctx, in.IP, addr, stored, *in.CurrentPassword); err != nil {
+				return err
 			}
 			h, err := s.Hasher.Hash(newPassword)
 			if err != nil {
@@ -660,6 +730,32 @@ func (s *Service) UpdateProfile(ctx context.Context, userID int64, in UpdateInpu
 		return "", fmt.Errorf("issue token after password change: %w", err)
 	}
 	return tok, nil
+}
+
+// checkCurrentPassword verifies the current password of the account addr
+// under the login lockout: 429 while locked, a wrong password is counted as
+// a failure and answered 400, a correct one resets the account's count.
+// Lockout errors fail open, as in Login.
+func (s *Service) checkCurrentPassword(ctx context.Context, ip, addr, stored, password string) error {
+	if d, err := s.Lockout.Locked(ctx, ip, addr); err != nil {
+		s.Log.Warn("login lockout unavailable", zap.Error(err))
+	} else if d > 0 {
+		return apperr.TooManyRequests(MsgTooManyFailures).WithRetryAfter(d)
+	}
+	ok := false
+	if len(password) <= MaxPasswordLen {
+		ok, _ = s.Hasher.Verify(stored, password)
+	}
+	if !ok {
+		if err := s.Lockout.Fail(ctx, ip, addr); err != nil {
+			s.Log.Warn("login lockout unavailable", zap.Error(err))
+		}
+		return apperr.Invalid(MsgWrongPassword)
+	}
+	if err := s.Lockout.Reset(ctx, addr); err != nil {
+		s.Log.Warn("login lockout unavailable", zap.Error(err))
+	}
+	return nil
 }
 
 // ReferralToken returns the user's referral token, creating it (96 hex

@@ -19,6 +19,7 @@ import (
 	"github.com/nounsai/sdserver/shared/dbtest"
 	"github.com/nounsai/sdserver/shared/email"
 	"github.com/nounsai/sdserver/shared/email/emailtest"
+	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
 // clock is a settable test clock.
@@ -42,8 +43,9 @@ type fixture struct {
 }
 
 // newFixture builds a Service on a fresh database. The mailer is not
-// started: tests read the queued jobs instead of the outbox.
-func newFixture(tb testing.TB) *fixture {
+// started: tests read the queued jobs instead of the outbox. opts may
+// adjust the dependencies and configuration before the Service is built.
+func newFixture(tb testing.TB, opts ...func(d *Deps, cfg *Config)) *fixture {
 	tb.Helper()
 	pool := dbtest.New(tb)
 	rc, prefix := dbtest.Redis(tb)
@@ -55,12 +57,18 @@ func newFixture(tb testing.TB) *fixture {
 	mailer, err := NewMailer(pool, email.NewOutbox(tb.TempDir(), mail.Address{Address: "admin@nounsai.wtf"}), keys,
 		MailConfig{BaseURL: "http://app.test", VerifyTTL: DefaultVerifyTTL, ResetTTL: DefaultResetTTL}, zap.NewNop())
 	require.NoError(tb, err)
-	svc := NewService(Deps{
+	d := Deps{
 		Pool: pool, Hasher: h, Keys: keys, Mailer: mailer,
-		Ledger:  credits.NewLedger(pool, credits.Options{Now: clk.Now}),
-		Issuer:  auth.Issuer{Secret: []byte("test-secret-test-secret"), Now: clk.Now},
-		Lockout: NewLockout(rc, prefix, DefaultAccountLockout, DefaultIPLockout, false),
-	}, Config{Now: clk.Now})
+		Ledger:      credits.NewLedger(pool, credits.Options{Now: clk.Now}),
+		Issuer:      auth.Issuer{Secret: []byte("test-secret-test-secret"), Now: clk.Now},
+		Lockout:     NewLockout(rc, prefix, DefaultAccountLockout, DefaultIPLockout, false),
+		MailLimiter: ratelimit.New(rc, prefix, ratelimit.Options{}),
+	}
+	cfg := Config{Now: clk.Now}
+	for _, o := range opts {
+		o(&d, &cfg)
+	}
+	svc := NewService(d, cfg)
 	return &fixture{svc: svc, pool: pool, keys: keys, clock: clk}
 }
 
@@ -227,4 +235,177 @@ func TestEmailRetried(t *testing.T) {
 		return err == nil
 	}, 5*time.Second, 50*time.Millisecond)
 	require.Equal(t, 3, attempts)
+}
+
+// storedPassword returns the user's password hash and token version.
+func (f *fixture) storedPassword(tb testing.TB, id int64) (string, int) {
+	tb.Helper()
+	var (
+		hash    string
+		version int
+	)
+	err := f.pool.QueryRow(context.Background(), `SELECT password, token_version FROM users WHERE id = $1`, id).Scan(&hash, &version)
+	require.NoError(tb, err)
+	return hash, version
+}
+
+// userID returns the id of the account of addr.
+func (f *fixture) userID(tb testing.TB, addr string) int64 {
+	tb.Helper()
+	var id int64
+	require.NoError(tb, f.pool.QueryRow(context.Background(), `SELECT id FROM users WHERE email = $1`, addr).Scan(&id))
+	return id
+}
+
+// TestPreRegistrationTakeover: someone signs up first with the victim's
+// address; the victim then signs up with their own password and verifies
+// with the link they receive. The account ends up with the victim's
+// password, not the squatter's, and the token version is bumped so that
+// nothing issued for the first signup is accepted.
+func TestPreRegistrationTakeover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+
+	// An ordinary signup and verification keeps its password and version.
+	_, err := f.svc.Signup(ctx, SignupInput{Email: "plain@example.com", Password: "password-plain"})
+	require.NoError(t, err)
+	_, err = f.svc.Verify(ctx, f.lastKey(t, MailVerification))
+	require.NoError(t, err)
+	_, err = f.svc.Login(ctx, "", "plain@example.com", "password-plain")
+	require.NoError(t, err)
+	_, version := f.storedPassword(t, f.userID(t, "plain@example.com"))
+	require.Zero(t, version)
+
+	_, err = f.svc.Signup(ctx, SignupInput{Email: "victim@example.com", Password: "attacker-pw"})
+	require.NoError(t, err)
+	id := f.userID(t, "victim@example.com")
+	attackerHash, _ := f.storedPassword(t, id)
+
+	_, err = f.svc.Signup(ctx, SignupInput{Email: "Victim@Example.com", Password: "victim-pw-1"})
+	require.NoError(t, err)
+	hash, _ := f.storedPassword(t, id)
+	require.Equal(t, attackerHash, hash, "nothing changes before the link is used")
+	// A resend keeps the pending password with the fresh key.
+	require.NoError(t, f.svc.ResendVerification(ctx, "victim@example.com"))
+
+	got, err := f.svc.Verify(ctx, f.lastKey(t, MailVerification))
+	require.NoError(t, err)
+	require.Equal(t, id, got)
+	hash, version = f.storedPassword(t, id)
+	require.NotEqual(t, attackerHash, hash)
+	require.Equal(t, 1, version, "tokens of the first signup are refused")
+	var pending *string
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT pending_password FROM users WHERE id = $1`, id).Scan(&pending))
+	require.Nil(t, pending)
+
+	_, err = f.svc.Login(ctx, "", "victim@example.com", "attacker-pw")
+	requireKind(t, err, apperr.KindUnauthorized, MsgInvalidCredentials)
+	res, err := f.svc.Login(ctx, "", "victim@example.com", "victim-pw-1")
+	require.NoError(t, err)
+	require.Equal(t, id, res.UserID)
+}
+
+// TestPreRegistrationTakeoverOverMailCap: a squatter who used up the
+// address's email cap still cannot keep their password: the owner's later
+// signup becomes the pending password that the live link confirms.
+func TestPreRegistrationTakeoverOverMailCap(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(_ *Deps, cfg *Config) { cfg.MailPerAddress = 1 })
+	ctx := context.Background()
+
+	_, err := f.svc.Signup(ctx, SignupInput{Email: "capped@example.com", Password: "attacker-pw"})
+	require.NoError(t, err)
+	// The squatter's second signup uses up the cap and sends a link.
+	_, err = f.svc.Signup(ctx, SignupInput{Email: "capped@example.com", Password: "attacker-pw-2"})
+	require.NoError(t, err)
+	key := f.lastKey(t, MailVerification)
+	// The owner's signup sends nothing (capped) but is what the link sets.
+	_, err = f.svc.Signup(ctx, SignupInput{Email: "capped@example.com", Password: "owner-pw-1"})
+	require.NoError(t, err)
+	require.Equal(t, key, f.lastKey(t, MailVerification), "no email over the cap")
+
+	_, err = f.svc.Verify(ctx, key)
+	require.NoError(t, err)
+	for _, pw := range []string{"attacker-pw", "attacker-pw-2"} {
+		_, err = f.svc.Login(ctx, "", "capped@example.com", pw)
+		requireKind(t, err, apperr.KindUnauthorized, MsgInvalidCredentials)
+	}
+	_, err = f.svc.Login(ctx, "", "capped@example.com", "owner-pw-1")
+	require.NoError(t, err)
+}
+
+// TestLoginFailureFloor: every failed login takes at least the floor, so
+// the time tells neither an unknown address nor a slow legacy hash
+// (sha256_crypt, 535000 rounds) from a wrong argon2id password.
+func TestLoginFailureFloor(t *testing.T) {
+	t.Parallel()
+	// A floor well above what any check costs, even under -race, so that
+	// only the padding can reach it.
+	const floor = time.Second
+	f := newFixture(t, func(_ *Deps, cfg *Config) { cfg.LoginFailureFloor = floor })
+	ctx := context.Background()
+	const legacy = "$5$rounds=535000$05R.9KB6UC2kLI3w$Q/zslzx./JjkAVPTwp6th7nW5l7JU91Gte/UmIh.U78"
+	_, err := f.pool.Exec(ctx, `INSERT INTO users (email, password, is_verified, metadata) VALUES ('old@example.com', $1, TRUE, '{}')`, legacy)
+	require.NoError(t, err)
+	_, err = f.svc.Signup(ctx, SignupInput{Email: "new@example.com", Password: "password-new"})
+	require.NoError(t, err)
+	_, err = f.svc.Verify(ctx, f.lastKey(t, MailVerification))
+	require.NoError(t, err)
+
+	for _, c := range []struct{ email, password string }{
+		{"ghost@example.com", "wrong-password"},
+		{"old@example.com", "wrong-password"},
+		{"new@example.com", "wrong-password"},
+		{"not an address", "wrong-password"},
+	} {
+		start := time.Now()
+		_, err := f.svc.Login(ctx, "", c.email, c.password)
+		took := time.Since(start)
+		requireKind(t, err, apperr.KindUnauthorized, MsgInvalidCredentials)
+		require.GreaterOrEqual(t, took, floor, c.email)
+	}
+	start := time.Now()
+	_, err = f.svc.Login(ctx, "", "new@example.com", "password-new")
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), floor, "a successful login is not padded")
+
+	// A cancelled request does not wait out the floor.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	start = time.Now()
+	padUntil(cctx, start, time.Hour)
+	require.Less(t, time.Since(start), time.Second)
+}
+
+// TestProfilePasswordLockout: wrong current passwords on a profile update
+// count against the account's login lockout; once locked, neither the
+// right current password nor a login gets through.
+func TestProfilePasswordLockout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	id, err := f.svc.Signup(ctx, SignupInput{Email: "pl@example.com", Password: "password-1"})
+	require.NoError(t, err)
+	_, err = f.svc.Verify(ctx, f.lastKey(t, MailVerification))
+	require.NoError(t, err)
+
+	update := func(current string) error {
+		next := "password-2"
+		_, err := f.svc.UpdateProfile(ctx, id, UpdateInput{Password: &next, CurrentPassword: &current, IP: "192.0.2.9"})
+		return err
+	}
+	for range DefaultAccountLockout.Free + 1 {
+		requireKind(t, update("wrong-password"), apperr.KindInvalid, MsgWrongPassword)
+	}
+	err = update("password-1")
+	requireKind(t, err, apperr.KindTooManyRequests, MsgTooManyFailures)
+	e, _ := apperr.As(err)
+	require.Positive(t, e.RetryAfter)
+	_, err = f.svc.Login(ctx, "198.51.100.1", "pl@example.com", "password-1")
+	requireKind(t, err, apperr.KindTooManyRequests, MsgTooManyFailures)
+	hash, version := f.storedPassword(t, id)
+	ok, _ := f.svc.Hasher.Verify(hash, "password-1")
+	require.True(t, ok, "the password is unchanged")
+	require.Zero(t, version)
 }

@@ -170,16 +170,22 @@ type emailRequest struct {
 	Email *string `json:"email"`
 }
 
+// handleResend always answers 200 {"status":"success"} (issue 10): a body
+// that is not JSON, or has no usable email, does nothing and answers the
+// same, so the route tells nothing about any address. Only a body over the
+// size limit is refused (413).
 func (a *API) handleResend(c echo.Context) error {
 	var req emailRequest
 	if err := web.DecodeJSON(c, &req); err != nil {
+		if apperr.Is(err, apperr.KindInvalid) {
+			return c.JSON(http.StatusOK, success)
+		}
 		return err
 	}
-	if req.Email == nil || *req.Email == "" {
-		return apperr.Invalid(msgInvalidDataNoBang)
-	}
-	if err := a.svc.ResendVerification(c.Request().Context(), *req.Email); err != nil {
-		return err
+	if req.Email != nil && *req.Email != "" {
+		if err := a.svc.ResendVerification(c.Request().Context(), *req.Email); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, success)
 }
@@ -337,7 +343,10 @@ func (a *API) handleProfileUpdate(c echo.Context) error {
 	if err := web.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	in := account.UpdateInput{Password: req.Password, CurrentPassword: req.CurrentPassword}
+	in := account.UpdateInput{
+		Password: req.Password, CurrentPassword: req.CurrentPassword,
+		IP: ratelimit.ClientIP(c.Request(), a.trusted),
+	}
 	if m := strings.TrimSpace(string(req.Metadata)); m != "" && m != "null" {
 		in.Metadata = req.Metadata
 	}

@@ -361,8 +361,12 @@ func TestNoEnumeration(t *testing.T) {
 	key := keyOf(t, e.waitEmail("pending@example.com", "NounsAI Playground Verification"), "verify")
 	r := e.do(req{Method: http.MethodPost, Path: "/users/verify/" + key, Headers: ct()})
 	require.Equal(t, http.StatusOK, r.Code)
-	// The duplicate signup did not change the password.
-	e.login("pending@example.com", "password-p")
+	// The link of the repeated signup confirms that signup's password: the
+	// first signup may have been someone else's (pre-registration).
+	e.login("pending@example.com", "password-y")
+	r = e.do(req{Method: http.MethodPost, Path: "/login", Headers: ct("Authorization", basic("pending@example.com", "password-p"))})
+	require.Equal(t, http.StatusUnauthorized, r.Code)
+	// A verified account's password is never touched by a signup.
 	e.login("known@example.com", "password-k")
 
 	unknown := e.do(req{Method: http.MethodPost, Path: "/login", Headers: ct("Authorization", basic("ghost@example.com", "password-k"))})
@@ -376,6 +380,58 @@ func TestNoEnumeration(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.Code)
 		require.Equal(t, map[string]any{"status": "success"}, r.JSON(t))
 	}
+}
+
+// TestResendAlwaysSucceeds: POST /users/verify/resend answers 200
+// {"status":"success"} to any body, malformed or not, and sends nothing
+// unless the body names an unverified account.
+func TestResendAlwaysSucceeds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.signup("resend@example.com", "password-r", nil)
+	first := keyOf(t, e.waitEmail("resend@example.com", "NounsAI Playground Verification"), "verify")
+	count := func() (n int) {
+		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job WHERE kind = 'account_email'`).Scan(&n))
+		return n
+	}
+	before := count()
+	for _, body := range []string{"", `{`, `nope`, `[]`, `null`, `{}`, `{"email":null}`, `{"email":""}`, `{"email":5}`,
+		`{"email":{}}`, `{"email":"not an address"}`, `{"email":"ghost@example.com"}`, `{"email":"resend@example.com"} x`} {
+		r := e.do(req{Method: http.MethodPost, Path: "/users/verify/resend", Headers: ct(), Body: body})
+		require.Equal(t, http.StatusOK, r.Code, "%q: %s", body, r.Body)
+		require.Equal(t, map[string]any{"status": "success"}, r.JSON(t), body)
+	}
+	require.Equal(t, before, count(), "nothing was sent")
+	r := e.do(req{Method: http.MethodPost, Path: "/users/verify/" + first, Headers: ct()})
+	require.Equal(t, http.StatusOK, r.Code, "the key was not replaced: %s", r.Body)
+}
+
+// TestProfilePasswordLockout: wrong current passwords on PUT /users/<id>
+// count against the login lockout of the account and of the client IP.
+func TestProfilePasswordLockout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	e.verifiedUserVia("pl@example.com", "password-1", "10.0.0.2")
+	tok := e.login("pl@example.com", "password-1")
+	var id int64
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT id FROM users WHERE email = 'pl@example.com'`).Scan(&id))
+	put := func(current string) response {
+		return e.do(req{Method: http.MethodPut, Path: fmt.Sprintf("/users/%d", id),
+			Headers: map[string]string{"Authorization": tok, "RemoteAddr": "127.0.0.1:4000", "X-Forwarded-For": "203.0.113.5"},
+			Body:    jsonBody(t, map[string]string{"password": "password-2", "current_password": current})})
+	}
+	for i := range 6 {
+		r := put("wrong-password")
+		require.Equal(t, http.StatusBadRequest, r.Code, "%d: %s", i, r.Body)
+		require.Equal(t, map[string]any{"message": "Current password is incorrect!"}, r.JSON(t))
+	}
+	r := put("password-1")
+	require.Equal(t, http.StatusTooManyRequests, r.Code, r.Body)
+	require.Equal(t, "Too many failed login attempts, try again later", r.JSON(t)["message"])
+	require.NotEmpty(t, r.Header.Get("Retry-After"))
+	r = e.do(req{Method: http.MethodPost, Path: "/login",
+		Headers: ct("Authorization", basic("pl@example.com", "password-1"), "RemoteAddr", "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.6")})
+	require.Equal(t, http.StatusTooManyRequests, r.Code, "the login of the account is locked too: %s", r.Body)
 }
 
 // TestBadInput: malformed requests get 4xx JSON (the helper checks the
@@ -434,7 +490,6 @@ func TestBadInput(t *testing.T) {
 		{"reset email object", req{Method: http.MethodPost, Path: "/users/password/reset", Headers: ct(), Body: `{"email":{}}`}, 400},
 		{"reset set invalid json", req{Method: http.MethodPost, Path: "/users/password/reset/abc", Headers: ct(), Body: `nope`}, 400},
 		{"reset set unknown key", req{Method: http.MethodPost, Path: "/users/password/reset/abc", Headers: ct(), Body: `{"password":"password-9"}`}, 400},
-		{"resend bad json", req{Method: http.MethodPost, Path: "/users/verify/resend", Headers: ct(), Body: `{`}, 400},
 		{"put invalid json", req{Method: http.MethodPut, Path: user, Headers: map[string]string{"Authorization": tok}, Body: `{"metadata":`}, 400},
 		{"put metadata string", req{Method: http.MethodPut, Path: user, Headers: map[string]string{"Authorization": tok}, Body: `{"metadata":"x"}`}, 400},
 		{"put password number", req{Method: http.MethodPut, Path: user, Headers: map[string]string{"Authorization": tok}, Body: `{"password":1,"metadata":{}}`}, 400},
