@@ -125,12 +125,14 @@ func collectImages(rows pgx.Rows) ([]Image, error) {
 }
 
 // Create stores a new image: when the user already has an image with the
-// same hash it returns that one with created false and uploads nothing
+// same hash it returns that one with created false and keeps nothing new
 // (legacy dedup). Otherwise it uploads the full object and the thumbnail
-// under a new cdn_id, then inserts the row; an upload failure returns its
-// error (502/503) and leaves no row, and a failed insert deletes the
-// uploaded objects again. Concurrent creates of the same hash for the same
-// user are serialised, so dedup holds under races.
+// under a new cdn_id, outside any transaction (a storage PUT can take a
+// minute), then inserts the row in a short transaction; an upload failure
+// returns its error (502/503) and leaves no row, and a failed insert
+// deletes the uploaded objects again. The dedup check and the insert run
+// under a per-(user, hash) lock, so dedup holds under races: a create that
+// loses the race returns the winner's image and deletes its own objects.
 func (s *Images) Create(ctx context.Context, n NewImage) (Image, bool, error) {
 	if n.UserID <= 0 || len(n.Data) == 0 {
 		return Image{}, false, errors.New("create image: user id and data are required")
@@ -155,32 +157,40 @@ func (s *Images) Create(ctx context.Context, n NewImage) (Image, bool, error) {
 		}
 	}
 
+	// The usual repeat upload is found here, before anything is uploaded.
+	existing, err := scanImage(s.pool.QueryRow(ctx,
+		`SELECT `+imageColumns+` FROM images WHERE user_id = $1 AND hash = $2 ORDER BY id LIMIT 1`, n.UserID, n.Hash))
+	if err == nil {
+		return existing, false, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return Image{}, false, fmt.Errorf("find image by hash for user %d: %w", n.UserID, err)
+	}
+
+	// Upload with no connection or lock held.
+	cdnID := s.NewID()
+	objs := storage.ImageObjects(n.UserID, cdnID)
+	var uploaded []storage.Object
+	for i, data := range [][]byte{n.Data, thumb} {
+		if err := s.storage.Put(ctx, objs[i].Kind, objs[i].Key, data); err != nil {
+			s.deleteObjects(ctx, uploaded)
+			return Image{}, false, err
+		}
+		uploaded = append(uploaded, objs[i])
+	}
+
 	var (
-		out      Image
-		created  bool
-		uploaded []storage.Object
+		out     Image
+		created bool
 	)
 	err = db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('image:' || $1::bigint || ':' || $2::text, 0))`,
-			n.UserID, n.Hash); err != nil {
-			return fmt.Errorf("lock image hash for user %d: %w", n.UserID, err)
+		existing, found, err := lockAndFind(ctx, tx, n.UserID, n.Hash)
+		if err != nil {
+			return err
 		}
-		existing, err := scanImage(tx.QueryRow(ctx,
-			`SELECT `+imageColumns+` FROM images WHERE user_id = $1 AND hash = $2 ORDER BY id LIMIT 1`, n.UserID, n.Hash))
-		if err == nil {
+		if found {
 			out = existing
 			return nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("find image by hash for user %d: %w", n.UserID, err)
-		}
-		cdnID := s.NewID()
-		objs := storage.ImageObjects(n.UserID, cdnID)
-		for i, data := range [][]byte{n.Data, thumb} {
-			if err := s.storage.Put(ctx, objs[i].Kind, objs[i].Key, data); err != nil {
-				return err
-			}
-			uploaded = append(uploaded, objs[i])
 		}
 		now := s.Now().UTC()
 		out, err = scanImage(tx.QueryRow(ctx, `
@@ -194,11 +204,42 @@ func (s *Images) Create(ctx context.Context, n NewImage) (Image, bool, error) {
 		created = true
 		return nil
 	})
-	if err != nil {
+	if !created {
+		// A failed insert, or a concurrent create of the same image won:
+		// the objects just uploaded belong to no row.
 		s.deleteObjects(ctx, uploaded)
+	}
+	if err != nil {
 		return Image{}, false, err
 	}
 	return out, created, nil
+}
+
+// lockAndFind takes the transaction-scoped lock on (userID, hash) and then
+// returns the user's oldest image with that hash, in one round trip. The
+// lookup is a statement of its own, run after the lock is granted, so under
+// READ COMMITTED it sees every image committed by an earlier holder.
+func lockAndFind(ctx context.Context, tx pgx.Tx, userID int64, hash string) (Image, bool, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('image:' || $1::bigint || ':' || $2::text, 0))`, userID, hash)
+	b.Queue(`SELECT `+imageColumns+` FROM images WHERE user_id = $1 AND hash = $2 ORDER BY id LIMIT 1`, userID, hash)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return Image{}, false, fmt.Errorf("lock image hash for user %d: %w", userID, err)
+	}
+	im, err := scanImage(br.QueryRow())
+	found := err == nil
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil
+	}
+	if err == nil {
+		err = br.Close()
+	}
+	if err != nil {
+		return Image{}, false, fmt.Errorf("find image by hash for user %d: %w", userID, err)
+	}
+	return im, found, nil
 }
 
 func marshalMetadata(v any) ([]byte, error) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -170,4 +171,124 @@ func TestTemplateAndFrames(t *testing.T) {
 	missing, err := library.MissingImageIDs(ctx, pool, alice, []int64{plain.ID, 999})
 	require.NoError(t, err)
 	require.Equal(t, []int64{plain.ID, 999}, missing)
+}
+
+// gateStore holds every Put until release is closed, announcing it on
+// entered first: a storage backend whose uploads are slow.
+type gateStore struct {
+	storage.Store
+	entered chan string
+	release chan struct{}
+}
+
+func newGateStore(st storage.Store) *gateStore {
+	return &gateStore{Store: st, entered: make(chan string, 16), release: make(chan struct{})}
+}
+
+func (g *gateStore) Put(ctx context.Context, kind storage.Kind, key string, data []byte) error {
+	g.entered <- key
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Store.Put(ctx, kind, key, data)
+}
+
+// waitEntered waits until n Puts have started; on a timeout it releases
+// them and fails the test.
+func (g *gateStore) waitEntered(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-g.entered:
+		case <-time.After(5 * time.Second):
+			close(g.release)
+			t.Fatalf("fewer than %d uploads started at once", n)
+		}
+	}
+}
+
+func TestCreateUploadsOutsideTransaction(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, fake, _ := setup(t)
+	alice := newUser(t, pool, "alice@example.com")
+	bunny := storage.NewBunny(storage.BunnyConfig{BaseURL: fake.URL, Zones: map[storage.Kind]storage.Zone{
+		storage.KindImage: {Name: "img", AccessKey: "ki"}}}, nil)
+	gate := newGateStore(bunny)
+	imgs := library.NewImages(pool, gate, zap.NewNop())
+
+	type result struct {
+		im      library.Image
+		created bool
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		im, created, err := imgs.Create(ctx, library.NewImage{UserID: alice, Data: pngBytes(t, 30, 30)})
+		done <- result{im, created, err}
+	}()
+	gate.waitEntered(t, 1)
+	// While the upload hangs, no transaction is open and no lock is held:
+	// slow uploads must not pin pooled connections.
+	var locks, inTx int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&locks))
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&inTx))
+	close(gate.release)
+	r := <-done
+	require.NoError(t, r.err)
+	require.True(t, r.created)
+	require.Zero(t, locks, "advisory lock held during the upload")
+	require.Zero(t, inTx, "transaction open during the upload")
+	_, ok := fake.Object("img", storage.ImageKey(alice, r.im.CDNID))
+	require.True(t, ok)
+}
+
+func TestCreateRaceLoserDeletesItsObjects(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, fake, _ := setup(t)
+	alice := newUser(t, pool, "alice@example.com")
+	bunny := storage.NewBunny(storage.BunnyConfig{BaseURL: fake.URL, Zones: map[storage.Kind]storage.Zone{
+		storage.KindImage: {Name: "img", AccessKey: "ki"}}}, nil)
+	gate := newGateStore(bunny)
+	imgs := library.NewImages(pool, gate, zap.NewNop())
+	data := pngBytes(t, 40, 40)
+
+	type result struct {
+		im      library.Image
+		created bool
+		err     error
+	}
+	done := make(chan result, 2)
+	for range 2 {
+		go func() {
+			im, created, err := imgs.Create(ctx, library.NewImage{UserID: alice, Data: data})
+			done <- result{im, created, err}
+		}()
+	}
+	// Both passed the unlocked dedup check and are uploading.
+	gate.waitEntered(t, 2)
+	close(gate.release)
+	a, b := <-done, <-done
+	require.NoError(t, a.err)
+	require.NoError(t, b.err)
+	require.Equal(t, a.im.ID, b.im.ID, "one image")
+	require.True(t, a.created != b.created, "exactly one created")
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM images`))
+	require.Equal(t, 2, fake.Count("img"), "the loser's full image and thumbnail are deleted")
+	_, ok := fake.Object("img", storage.ImageKey(alice, a.im.CDNID))
+	require.True(t, ok)
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), sql).Scan(&n))
+	return n
 }

@@ -28,6 +28,10 @@ type FFmpeg struct {
 	TempDir string
 }
 
+// MaxVideoDuration is the longest video Duration accepts. Longer claims
+// (a crafted container can claim years) are an Invalid error.
+const MaxVideoDuration = 24 * time.Hour
+
 // VideoInfo is what Probe learns about a video.
 type VideoInfo struct {
 	// Duration is the length in seconds.
@@ -127,7 +131,8 @@ func (f FFmpeg) Probe(ctx context.Context, data []byte, lim Limits) (VideoInfo, 
 
 // Duration returns the duration in seconds of the media file at path, as
 // ffprobe reports it for the container (or else the first video stream).
-// A file without a video stream is an Invalid error.
+// A file without a video stream, or longer than MaxVideoDuration, is an
+// Invalid error.
 func (f FFmpeg) Duration(ctx context.Context, path string) (float64, error) {
 	out, err := f.run(ctx, f.bin(f.FFprobe, "ffprobe"), "-v", "error", "-print_format", "json",
 		"-show_entries", "format=duration:stream=codec_type,duration", path)
@@ -163,6 +168,9 @@ func (f FFmpeg) Duration(ctx context.Context, path string) (float64, error) {
 	}
 	for _, s := range []string{probe.Format.Duration, video} {
 		if d, err := strconv.ParseFloat(s, 64); err == nil && d > 0 && !math.IsInf(d, 0) && !math.IsNaN(d) {
+			if d > MaxVideoDuration.Seconds() {
+				return 0, apperr.Invalid(fmt.Sprintf("The video is too long (at most %d hours)", int(MaxVideoDuration.Hours())))
+			}
 			return d, nil
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
@@ -171,8 +172,8 @@ func (a *API) handleAudioSplit(c echo.Context) error {
 
 // handleAudioUpload serves POST /users/<id>/audios (multipart `audio`): the
 // filename is sanitised, the content sniffed, the real size stored, and the
-// bytes uploaded before the row is inserted (state COMPLETED: the audio is
-// ready; legacy C12/C15).
+// bytes uploaded before the row is inserted (legacy C12). The state is NULL
+// as legacy stored it: no job ever ran, and the single GET has no `queue`.
 func (a *API) handleAudioUpload(c echo.Context) error {
 	uid, err := pathUser(c)
 	if err != nil {
@@ -186,7 +187,7 @@ func (a *API) handleAudioUpload(c echo.Context) error {
 		return err
 	}
 	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid,
-		Name: media.SanitizeFilename(filename, "upload.mp3"), Size: int64(len(data)), State: stateCompleted,
+		Name: media.SanitizeFilename(filename, "upload.mp3"), Size: int64(len(data)),
 		Metadata: map[string]any{}, Upload: data})
 	if err != nil {
 		return err
@@ -199,7 +200,8 @@ func (a *API) handleAudioList(c echo.Context) error {
 	return listUserRows(c, a.audio.list, toAudioRow)
 }
 
-// handleAudioGet serves GET /users/<id>/audios/<audio_id> with `queue`.
+// handleAudioGet serves GET /users/<id>/audios/<audio_id> with `queue`
+// (absent for NULL and ERROR rows, as legacy).
 func (a *API) handleAudioGet(c echo.Context) error {
 	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
 	if err != nil {
@@ -230,7 +232,9 @@ func (a *API) handleAudioGet(c echo.Context) error {
 
 // handleAudioUpdate serves PUT /users/<id>/audios/<audio_id> {"name",
 // "metadata"} (legacy C7: it always failed). `url` and `size` are ignored:
-// they describe the stored object, which the client does not own.
+// they describe the stored object, which the client does not own. A name
+// must not hold control characters (NUL cannot be stored). A QUEUED or
+// PROCESSING row is a 409: its job reads the row.
 func (a *API) handleAudioUpdate(c echo.Context) error {
 	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
 	if err != nil {
@@ -246,8 +250,8 @@ func (a *API) handleAudioUpdate(c echo.Context) error {
 	var name *string
 	if req.Name != nil {
 		n := strings.TrimSpace(*req.Name)
-		if n == "" || len(n) > 256 {
-			return apperr.Invalid("name must be 1 to 256 bytes")
+		if n == "" || len(n) > 256 || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+			return apperr.Invalid("name must be 1 to 256 bytes without control characters")
 		}
 		name = &n
 	}
@@ -264,7 +268,9 @@ func (a *API) handleAudioUpdate(c echo.Context) error {
 }
 
 // handleAudioDelete serves DELETE /users/<id>/audios/<audio_id>: the row,
-// its video projects (cascade) and all their objects (legacy C8).
+// its video projects (cascade) and all their objects (legacy C8). While the
+// audio or one of those projects is QUEUED or PROCESSING it is a 409: the
+// job would upload to a key nothing deletes; cancel the job first.
 func (a *API) handleAudioDelete(c echo.Context) error {
 	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -63,7 +64,7 @@ type newAudio struct {
 	Name     string
 	Size     int64
 	Metadata any
-	// State is stateQueued for jobs, or stateCompleted for uploads.
+	// State is stateQueued for jobs, or "" (NULL, as legacy) for uploads.
 	State string
 	// Upload, when set, is stored under the row's key before the insert.
 	Upload []byte
@@ -102,7 +103,7 @@ func (s *audioStore) create(ctx context.Context, st storage.Store, n newAudio) (
 	var out audio
 	err = db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		a, err := scanAudio(tx.QueryRow(ctx, `INSERT INTO audio (user_id, name, cdn_id, size, metadata, state, queued_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5::json, $6, $7, $8, $8) RETURNING `+audioColumns,
+			VALUES ($1, $2, $3, $4, $5::json, NULLIF($6, ''), $7, $8, $8) RETURNING `+audioColumns,
 			n.UserID, truncate(n.Name, 256), cdnID, n.Size, string(meta), n.State, queuedAt, now))
 		if err != nil {
 			return db.Interpret(fmt.Errorf("insert audio for user %d: %w", n.UserID, err), "audio")
@@ -159,7 +160,25 @@ func (s *audioStore) list(ctx context.Context, userID int64, offset, limit int) 
 	return out, nil
 }
 
-// update sets name (when not nil) and metadata (when not nil).
+// busy reports whether state is one a job is working on (QUEUED or
+// PROCESSING): such rows must not change under the job or lose their row.
+func busy(state *string) bool {
+	return state != nil && (*state == stateQueued || *state == stateProcessing)
+}
+
+// errBusy is the 409 for a change to a row (what: "Audio", "Video
+// project") whose job is QUEUED or PROCESSING.
+func errBusy(what string, state *string) *apperr.Error {
+	st := stateQueued
+	if state != nil {
+		st = *state
+	}
+	return apperr.Conflict(what+" is "+strings.ToLower(st)+
+		"; cancel its job first (DELETE /v1/jobs/<id>)").WithField("state", st)
+}
+
+// update sets name (when not nil) and metadata (when not nil). A QUEUED or
+// PROCESSING row is left alone (409).
 func (s *audioStore) update(ctx context.Context, userID, id int64, name *string, meta json.RawMessage) error {
 	var metaArg *string
 	if meta != nil {
@@ -167,37 +186,67 @@ func (s *audioStore) update(ctx context.Context, userID, id int64, name *string,
 		metaArg = &m
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE audio SET name = COALESCE($3, name), metadata = COALESCE($4::json, metadata), updated_at = $5
-		WHERE id = $1 AND user_id = $2`, id, userID, name, metaArg, s.now().UTC())
+		WHERE id = $1 AND user_id = $2 AND COALESCE(state, '') NOT IN ('QUEUED', 'PROCESSING')`,
+		id, userID, name, metaArg, s.now().UTC())
 	if err != nil {
 		return db.Interpret(fmt.Errorf("update audio %d of user %d: %w", id, userID, err), "audio")
 	}
 	if tag.RowsAffected() == 0 {
-		return errAudioNotFound
+		// Missing, or busy: read which.
+		a, err := s.get(ctx, userID, id)
+		if err != nil {
+			return err
+		}
+		return errBusy("Audio", a.State)
 	}
 	return nil
 }
 
 // delete deletes the row (its video projects go with it by cascade) and
-// returns the objects to delete: the audio and the projects' renders.
+// returns the objects to delete: the audio and the projects' renders. The
+// audio and its projects are locked first; if any of them is QUEUED or
+// PROCESSING nothing changes (409), since its job would later upload to a
+// key nothing deletes.
 func (s *audioStore) delete(ctx context.Context, userID, id int64) ([]storage.Object, error) {
 	var objs []storage.Object
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT cdn_id FROM video_projects WHERE audio_id = $1 AND user_id = $2 AND cdn_id IS NOT NULL FOR UPDATE`, id, userID)
+		a, err := scanAudio(tx.QueryRow(ctx, `SELECT `+audioColumns+` FROM audio WHERE id = $1 AND user_id = $2 FOR UPDATE`, id, userID))
+		if err != nil {
+			return rowErr(err, errAudioNotFound, fmt.Sprintf("lock audio %d of user %d", id, userID))
+		}
+		if busy(a.State) {
+			return errBusy("Audio", a.State)
+		}
+		// Every project on this audio goes with it by cascade, whoever
+		// owns it (legacy rows did not check the audio's owner).
+		rows, err := tx.Query(ctx, `SELECT id, user_id, cdn_id, state FROM video_projects WHERE audio_id = $1 FOR UPDATE`, id)
 		if err != nil {
 			return fmt.Errorf("find projects of audio %d: %w", id, err)
 		}
-		projects, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		type proj struct {
+			id, userID int64
+			cdnID      *string
+			state      *string
+		}
+		projects, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (proj, error) {
+			var p proj
+			err := r.Scan(&p.id, &p.userID, &p.cdnID, &p.state)
+			return p, err
+		})
 		if err != nil {
 			return fmt.Errorf("find projects of audio %d: %w", id, err)
 		}
-		var cdnID string
-		err = tx.QueryRow(ctx, `DELETE FROM audio WHERE id = $1 AND user_id = $2 RETURNING cdn_id`, id, userID).Scan(&cdnID)
-		if err != nil {
-			return rowErr(err, errAudioNotFound, fmt.Sprintf("delete audio %d of user %d", id, userID))
-		}
-		objs = append(objs, storage.Object{Kind: storage.KindAudio, Key: storage.AudioKey(userID, cdnID)})
 		for _, p := range projects {
-			objs = append(objs, storage.Object{Kind: storage.KindVideo, Key: storage.VideoKey(userID, p)})
+			if busy(p.state) {
+				return errBusy("A video project of this audio", p.state).WithField("video_project_id", p.id)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM audio WHERE id = $1 AND user_id = $2`, id, userID); err != nil {
+			return fmt.Errorf("delete audio %d of user %d: %w", id, userID, err)
+		}
+		objs = append(objs, storage.Object{Kind: storage.KindAudio, Key: storage.AudioKey(userID, a.CDNID)})
+		for _, p := range projects {
+			objs = append(objs, videoObjects(p.userID, p.cdnID)...)
 		}
 		return nil
 	})

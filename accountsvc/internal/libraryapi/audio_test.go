@@ -74,9 +74,11 @@ func TestAudioEndToEnd(t *testing.T) {
 	got := r.Map(t)
 	require.Equal(t, "passwd", got["name"])
 	require.EqualValues(t, len(data), got["size"])
-	require.Equal(t, "COMPLETED", got["state"])
-	require.Contains(t, got, "queue")
-	require.Nil(t, got["queue"])
+	// Legacy: an upload's state is NULL and the single GET has no `queue`.
+	require.Contains(t, got, "state")
+	require.Nil(t, got["state"])
+	require.NotContains(t, got, "queue")
+	require.Equal(t, 1, count(t, env.Pool, `SELECT count(*) FROM audio WHERE id = $1 AND state IS NULL`, upID))
 
 	r = env.Do(t, http.MethodPost, base, alice.Token, lt.Upload("audio", "x.mp3", []byte("<html>not audio at all</html>")))
 	require.Equal(t, http.StatusBadRequest, r.Status)
@@ -126,6 +128,15 @@ func TestAudioEndToEnd(t *testing.T) {
 	require.EqualValues(t, 0, r.Map(t)["queue"])
 	r = env.Do(t, http.MethodGet, fmt.Sprintf("%s/%d", base, ext), alice.Token, nil)
 	require.EqualValues(t, 2, r.Map(t)["queue"])
+	// COMPLETED rows have "queue": null; ERROR rows no key, as NULL ones.
+	_, err = env.Pool.Exec(context.Background(), `UPDATE audio SET state = 'COMPLETED' WHERE id = $1`, gen)
+	require.NoError(t, err)
+	row = env.Do(t, http.MethodGet, fmt.Sprintf("%s/%d", base, gen), alice.Token, nil).Map(t)
+	require.Contains(t, row, "queue")
+	require.Nil(t, row["queue"])
+	_, err = env.Pool.Exec(context.Background(), `UPDATE audio SET state = 'ERROR' WHERE id = $1`, split)
+	require.NoError(t, err)
+	require.NotContains(t, env.Do(t, http.MethodGet, fmt.Sprintf("%s/%d", base, split), alice.Token, nil).Map(t), "queue")
 
 	// A failing queue hook rolls the row back.
 	hooks.setFail(true)

@@ -9,6 +9,7 @@ import (
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/storage"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
@@ -34,7 +35,9 @@ func (a *API) handleGalleryList(c echo.Context) error {
 // templates, in the public shape.
 func (a *API) handleTemplateGet(c echo.Context) error {
 	cdnID := c.Param("cdn_id")
-	if cdnID == "" || len(cdnID) > 64 {
+	// Only a well-formed object id can name a template; anything else (NUL,
+	// invalid UTF-8) must not reach the query.
+	if len(cdnID) > 64 || !storage.ValidKey(cdnID) {
 		return apperr.NotFound("Template not found").WithKey("error")
 	}
 	im, err := a.opts.Images.Template(c.Request().Context(), cdnID)

@@ -90,7 +90,7 @@ func (a *API) handleProjectGet(c echo.Context) error {
 }
 
 // handleProjectUpdate serves PUT /users/<id>/video-projects/<project_id>
-// {"metadata"}.
+// {"metadata"}; 409 while the project is QUEUED or PROCESSING.
 func (a *API) handleProjectUpdate(c echo.Context) error {
 	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
 	if err != nil {
@@ -107,7 +107,8 @@ func (a *API) handleProjectUpdate(c echo.Context) error {
 }
 
 // handleProjectDelete serves DELETE /users/<id>/video-projects/<project_id>
-// (new): the row and its rendered video.
+// (new): the row and its rendered video; 409 while the project is QUEUED
+// or PROCESSING (cancel its job first).
 func (a *API) handleProjectDelete(c echo.Context) error {
 	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
 	if err != nil {

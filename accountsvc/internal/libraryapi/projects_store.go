@@ -122,25 +122,48 @@ func (s *projectStore) list(ctx context.Context, userID int64, offset, limit int
 	return out, nil
 }
 
+// update sets the metadata; a QUEUED or PROCESSING project is left alone
+// (409): its job renders from the row.
 func (s *projectStore) update(ctx context.Context, userID, id int64, meta json.RawMessage) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE video_projects SET metadata = $3::json, updated_at = $4 WHERE id = $1 AND user_id = $2`,
+	tag, err := s.pool.Exec(ctx, `UPDATE video_projects SET metadata = $3::json, updated_at = $4
+		WHERE id = $1 AND user_id = $2 AND COALESCE(state, '') NOT IN ('QUEUED', 'PROCESSING')`,
 		id, userID, string(meta), s.now().UTC())
 	if err != nil {
 		return fmt.Errorf("update video project %d of user %d: %w", id, userID, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return errProjectNotFound
+		// Missing, or busy: read which.
+		p, err := s.get(ctx, userID, id)
+		if err != nil {
+			return err
+		}
+		return errBusy("Video project", p.State)
 	}
 	return nil
 }
 
+// delete deletes the project and returns its render's object. A QUEUED or
+// PROCESSING project is left alone (409): its job would later upload to a
+// key nothing deletes.
 func (s *projectStore) delete(ctx context.Context, userID, id int64) ([]storage.Object, error) {
-	var cdnID *string
-	err := s.pool.QueryRow(ctx, `DELETE FROM video_projects WHERE id = $1 AND user_id = $2 RETURNING cdn_id`, id, userID).Scan(&cdnID)
-	if err != nil {
-		return nil, rowErr(err, errProjectNotFound, fmt.Sprintf("delete video project %d of user %d", id, userID))
-	}
-	return videoObjects(userID, cdnID), nil
+	var objs []storage.Object
+	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var cdnID, state *string
+		err := tx.QueryRow(ctx, `SELECT cdn_id, state FROM video_projects WHERE id = $1 AND user_id = $2 FOR UPDATE`,
+			id, userID).Scan(&cdnID, &state)
+		if err != nil {
+			return rowErr(err, errProjectNotFound, fmt.Sprintf("lock video project %d of user %d", id, userID))
+		}
+		if busy(state) {
+			return errBusy("Video project", state)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM video_projects WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete video project %d of user %d: %w", id, userID, err)
+		}
+		objs = videoObjects(userID, cdnID)
+		return nil
+	})
+	return objs, err
 }
 
 // maxKeyframes bounds metadata.imageIds.

@@ -161,6 +161,7 @@ func TestVideosEndToEnd(t *testing.T) {
 	// video ffprobe cannot read.
 	r = env.Do(t, http.MethodPost, "/users/videos", alice.Token, lt.Upload("file", "x.mp4", []byte("x")))
 	require.Equal(t, http.StatusBadRequest, r.Status)
+	require.JSONEq(t, `{"error":"file not found"}`, string(r.Body), "the legacy message and key")
 	r = env.Do(t, http.MethodPost, "/users/videos", alice.Token, lt.Upload("video", "x.mp4", []byte("<html>nope</html>")))
 	require.Equal(t, http.StatusBadRequest, r.Status)
 	r = env.Do(t, http.MethodPost, "/users/videos", alice.Token, lt.Upload("video", "x.mp4", []byte("\x00\x00\x00\x18ftypmp42 but then garbage")))

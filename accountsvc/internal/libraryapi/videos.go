@@ -47,7 +47,8 @@ func (a *API) handleVideoUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, filename, err := formFile(c, "video", "No video file detected", maxUpload)
+	// Legacy message and key; the status is 400, not legacy's 404 (C12).
+	data, filename, err := formFile(c, "video", "file not found", maxUpload)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -251,8 +252,9 @@ func statusOK(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "success"})
 }
 
-// metadataJSON checks that raw is JSON, at most max bytes; nil, absent or
-// null is an error when required, else {}.
+// metadataJSON checks that raw is JSON in valid UTF-8, at most max bytes;
+// nil, absent or null is an error when required, else {}. json.Valid
+// alone accepts raw invalid bytes inside strings, which PostgreSQL rejects.
 func metadataJSON(raw json.RawMessage, required bool, max int) (json.RawMessage, error) {
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
@@ -263,6 +265,9 @@ func metadataJSON(raw json.RawMessage, required bool, max int) (json.RawMessage,
 	}
 	if len(t) > max {
 		return nil, apperr.TooLarge("metadata is too large")
+	}
+	if !utf8.Valid(t) {
+		return nil, apperr.Invalid("metadata must be valid UTF-8")
 	}
 	if !json.Valid(t) {
 		return nil, apperr.Invalid("metadata must be JSON")
