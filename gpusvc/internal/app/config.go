@@ -82,7 +82,8 @@ type GPUConfig struct {
 	// QueueWait bounds the wait for a slot (GPU_QUEUE_WAIT, default 60s).
 	QueueWait time.Duration
 	// JobTimeout bounds one job's inference (GENERATION_TIMEOUT, default
-	// 5m); beyond it the request gets 504 and a refund.
+	// 230s, so that with GPU_QUEUE_WAIT a request ends before the proxy's
+	// 300 s GPU_TIMEOUT); beyond it the request gets 504 and a refund.
 	JobTimeout time.Duration
 	// Pacing simulates GPU time for benchmarks: every job holds its slot
 	// for work units × GPU_BASE_SECONDS × GPU_SLOWDOWN / GPU_SPEED seconds
@@ -112,7 +113,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 			Slots:      l.Int("GPU_SLOTS", "", 1),
 			Queue:      l.Int("GPU_QUEUE", "", 4),
 			QueueWait:  l.Duration("GPU_QUEUE_WAIT", "", 60*time.Second),
-			JobTimeout: l.Duration("GENERATION_TIMEOUT", "", 5*time.Minute),
+			JobTimeout: l.Duration("GENERATION_TIMEOUT", "", 230*time.Second),
 			Pacing: generate.Pacing{
 				BaseSeconds: l.Float("GPU_BASE_SECONDS", "", 0),
 				Speed:       l.Float("GPU_SPEED", "", 1),
