@@ -35,6 +35,7 @@ func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Sto
 		Email:       sender,
 		Discord:     notify.NewDiscord(a.cfg.Worker.VideoWebhookURL, nil),
 		FFmpeg:      media.FFmpeg{FFmpeg: a.cfg.Inference.FFmpegPath},
+		Slots:       a.capacity,
 		AppBaseURL:  a.cfg.AppBaseURL,
 		Config:      a.cfg.Worker,
 		Log:         a.log,

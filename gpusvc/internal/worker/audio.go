@@ -140,7 +140,11 @@ func (r *Runner) workAudio(ctx context.Context, x *run) (jobs.Outcome, func(cont
 	if err := x.progress(ctx, 0.1, "generating"); err != nil {
 		return jobs.Outcome{}, nil, err
 	}
-	res, err := r.opts.Backend.Audio(ctx, req)
+	var res inference.AudioResult
+	err = r.onGPU(ctx, func() (err error) {
+		res, err = r.opts.Backend.Audio(ctx, req)
+		return err
+	})
 	if err != nil {
 		return jobs.Outcome{}, nil, err
 	}

@@ -130,9 +130,13 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 			return jobs.Outcome{}, nil, err
 		}
 		between := n - 1
-		got, err := r.opts.Backend.Interpolate(ctx, inference.InterpolateRequest{
-			From: keyframes[seg], To: keyframes[seg+1], N: min(between, maxInterpolate),
-			Prompt: plan.Prompts[seg], Seed: x.job.VideoProjectID*1000 + int64(seg)})
+		var got []image.Image
+		err := r.onGPU(ctx, func() (err error) {
+			got, err = r.opts.Backend.Interpolate(ctx, inference.InterpolateRequest{
+				From: keyframes[seg], To: keyframes[seg+1], N: min(between, maxInterpolate),
+				Prompt: plan.Prompts[seg], Seed: x.job.VideoProjectID*1000 + int64(seg)})
+			return err
+		})
 		if err != nil {
 			return jobs.Outcome{}, nil, err
 		}

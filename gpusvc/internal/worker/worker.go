@@ -58,11 +58,34 @@ type Options struct {
 	Email       email.Sender
 	Discord     *notify.Discord
 	FFmpeg      media.FFmpeg
+	// Slots, when set, is the host's GPU slot limiter: every backend call
+	// of a job holds a slot, so jobs and synchronous requests share the
+	// GPU and /health reports both to the balancer.
+	Slots Slots
 	// AppBaseURL is linked from the failure email.
 	AppBaseURL string
 	Config     Config
 	Now        func() time.Time
 	Log        *zap.Logger
+}
+
+// Slots hands out the host's GPU slots; *capacity.Limiter implements it.
+type Slots interface {
+	Acquire(ctx context.Context) (release func(), err error)
+}
+
+// onGPU runs fn holding a GPU slot (when the runner has a limiter). A full
+// slot queue is a transient failure: the job is retried later.
+func (r *Runner) onGPU(ctx context.Context, fn func() error) error {
+	if r.opts.Slots == nil {
+		return fn()
+	}
+	release, err := r.opts.Slots.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("wait for a GPU slot: %w", err)
+	}
+	defer release()
+	return fn()
 }
 
 // Runner owns the River client that works the job queue on this host.
