@@ -41,6 +41,11 @@ type Deps struct {
 	Redis *redis.Client
 	// Registry receives the metrics served on /metrics; nil makes one.
 	Registry *prometheus.Registry
+	// AccessLog receives the data path's access log (one line per upstream
+	// attempt); nil means the proxy's logger. A logger writing through a
+	// buffer (zapcore.BufferedWriteSyncer, stopped by the caller) saves a
+	// write system call per request.
+	AccessLog *zap.Logger
 }
 
 // App is a configured proxy, ready to Run.
@@ -79,6 +84,10 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	}
 	account := balancer.NewPool(accountUps)
 
+	accessLog := deps.AccessLog
+	if accessLog == nil {
+		accessLog = log
+	}
 	transport := forward.NewTransport()
 	fwd := forward.New(forward.Config{
 		GPUTimeout:      cfg.GPUTimeout,
@@ -87,6 +96,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		BodyLimit:       cfg.BodyLimit,
 		RetryAfter:      cfg.HealthInterval,
 		TrustedProxies:  cfg.TrustedProxies,
+		AccessLog:       accessLog.Named("forward"),
 	}, forward.Pools{
 		GPU: gpu, GPUSelector: gpuSel,
 		Account: account, AccountSelector: &balancer.LeastConn{},

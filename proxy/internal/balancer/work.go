@@ -41,17 +41,18 @@ var routeCost = map[string]float64{
 	"/upscale":       4.0,
 }
 
-// imageRequest holds the few fields of a generation body the estimate needs.
+// imageRequest holds the few fields of a generation body the estimate needs
+// (filled by scan).
 type imageRequest struct {
-	Mode        string  `json:"inference_mode"`
-	Samples     flexNum `json:"samples"`
-	N           flexNum `json:"n"`
-	Steps       flexNum `json:"steps"`
-	Strength    flexNum `json:"strength"`
-	AspectRatio string  `json:"aspect_ratio"`
-	Size        string  `json:"size"`
-	Width       flexNum `json:"width"`
-	Height      flexNum `json:"height"`
+	Mode        string
+	Samples     flexNum
+	N           flexNum
+	Steps       flexNum
+	Strength    flexNum
+	AspectRatio string
+	Size        string
+	Width       flexNum
+	Height      flexNum
 }
 
 // flexNum accepts a JSON number or a numeric string (the legacy API coerces
@@ -72,13 +73,23 @@ func (f *flexNum) UnmarshalJSON(b []byte) error {
 // the defaults of the inference code (4 samples, 25 steps, 768×768), and
 // every factor is clamped, so a request cannot claim unbounded work.
 func Estimate(path string, body []byte) float64 {
+	return EstimatePrefix(path, body, true)
+}
+
+// EstimatePrefix is Estimate for a body of which only prefix is known
+// (complete reports whether prefix is the whole body). It scans the top-level
+// fields of the JSON object in order and stops at the first syntax error or
+// at the end of prefix; a value that reaches the end of an incomplete prefix
+// may be cut short and is ignored. Fields not seen (for example those after a
+// large base_64 image) take their defaults. It never reads past prefix.
+func EstimatePrefix(path string, prefix []byte, complete bool) float64 {
 	if c, ok := routeCost[path]; ok {
 		return c
 	}
 	var r imageRequest
 	// A body that is not JSON is estimated with the defaults; gpusvc will
 	// reject it quickly.
-	_ = json.Unmarshal(body, &r)
+	r.scan(prefix, complete)
 
 	samples := float64(r.Samples)
 	if path == "/v1/images/generations" {
@@ -126,6 +137,61 @@ func Estimate(path string, body []byte) float64 {
 	steps = clamp(steps, 1, maxSteps)
 	w, h = clamp(w, 64, maxSide), clamp(h, 64, maxSide)
 	return cost * samples * steps / refSteps * w * h / refPixels
+}
+
+// scan fills r from the top-level fields of the JSON object in body, in
+// order, until the end of the object, a syntax error or (when !complete) a
+// value touching the end of body. Keys match case-insensitively and a later
+// duplicate wins, as with json.Unmarshal; a value of the wrong type leaves
+// its field unset.
+func (r *imageRequest) scan(body []byte, complete bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return
+		}
+		key, ok := t.(string)
+		if !ok {
+			return
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return
+		}
+		if !complete && dec.InputOffset() >= int64(len(body)) {
+			// The value ends where the prefix does: "steps": 15 may be
+			// the start of 150.
+			return
+		}
+		var dst any
+		switch {
+		case strings.EqualFold(key, "inference_mode"):
+			dst = &r.Mode
+		case strings.EqualFold(key, "samples"):
+			dst = &r.Samples
+		case strings.EqualFold(key, "n"):
+			dst = &r.N
+		case strings.EqualFold(key, "steps"):
+			dst = &r.Steps
+		case strings.EqualFold(key, "strength"):
+			dst = &r.Strength
+		case strings.EqualFold(key, "aspect_ratio"):
+			dst = &r.AspectRatio
+		case strings.EqualFold(key, "size"):
+			dst = &r.Size
+		case strings.EqualFold(key, "width"):
+			dst = &r.Width
+		case strings.EqualFold(key, "height"):
+			dst = &r.Height
+		default:
+			continue
+		}
+		_ = json.Unmarshal(raw, dst)
+	}
 }
 
 // parseSize parses "W<sep>H"; it returns zeros when s is not that.

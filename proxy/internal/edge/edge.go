@@ -3,10 +3,19 @@
 // check, per-IP and global rate limits counted in Redis (so proxy replicas
 // share them), and a cap on concurrent client connections.
 //
+// A rate-limit check is one Redis round trip per request and limit, with a
+// context bounded by a short timeout (past it the request goes through, as
+// on any Redis error, so that a slow Redis cannot hold every request; this
+// needs a client that honours context deadlines, go-redis
+// ContextTimeoutEnabled). A key found over its limit is remembered until its
+// window ends, so that a client hammering the proxy is refused without a
+// round trip.
+//
 // This package must never read a request body or call an upstream.
 package edge
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net"
@@ -23,8 +32,9 @@ import (
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
-// ChallengeHeader is the legacy shared-secret header.
-const ChallengeHeader = "challenge-token"
+// ChallengeHeader is the legacy shared-secret header, in canonical form so
+// that the header map is indexed without canonicalising per request.
+const ChallengeHeader = "Challenge-Token"
 
 // challengeBody is the 401 body: the legacy API's JSON message (the old
 // proxy answered plain text; every error here is JSON).
@@ -49,7 +59,15 @@ type Config struct {
 	RateLimitGlobal int
 	// TrustedProxies are peers whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// RateLimitTimeout bounds one rate-limit check in Redis (through the
+	// context, so only with a client that honours context deadlines); past
+	// it the request goes through. 0 means 100 ms.
+	RateLimitTimeout time.Duration
 }
+
+// maxDenied bounds the remembered over-limit keys; beyond it expired ones
+// are dropped, and all of them if none has expired.
+const maxDenied = 10000
 
 // Guard is the edge middleware in front of the forwarding handler. It is
 // safe for concurrent use.
@@ -59,12 +77,19 @@ type Guard struct {
 	limiter *ratelimit.Limiter
 	next    http.Handler
 	log     *zap.Logger
+	now     func() time.Time
+
+	deniedMu sync.RWMutex
+	denied   map[string]ratelimit.Result // over-limit keys until their Reset
 }
 
 // NewGuard returns a guard passing accepted requests to next. limiter may be
 // nil when both rate limits are off.
 func NewGuard(cfg Config, limiter *ratelimit.Limiter, next http.Handler, log *zap.Logger) *Guard {
-	g := &Guard{cfg: cfg, limiter: limiter, next: next, log: log}
+	g := &Guard{cfg: cfg, limiter: limiter, next: next, log: log, now: time.Now, denied: map[string]ratelimit.Result{}}
+	if g.cfg.RateLimitTimeout <= 0 {
+		g.cfg.RateLimitTimeout = 100 * time.Millisecond
+	}
 	for _, t := range cfg.ChallengeTokens {
 		if t != "" {
 			g.tokens = append(g.tokens, sha256.Sum256([]byte(t)))
@@ -126,7 +151,10 @@ func (g *Guard) CheckChallenge(r *http.Request) bool {
 			return true
 		}
 	}
-	v := r.Header.Get(ChallengeHeader)
+	var v string
+	if vs := r.Header[ChallengeHeader]; len(vs) > 0 {
+		v = vs[0]
+	}
 	if v == "" {
 		return false
 	}
@@ -155,7 +183,14 @@ func (g *Guard) allow(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (g *Guard) hit(w http.ResponseWriter, r *http.Request, key string, limit int) bool {
-	res, err := g.limiter.Allow(r.Context(), key, limit, time.Minute)
+	now := g.now()
+	if res, ok := g.deniedUntilReset(key, now); ok {
+		writeTooMany(w, res, now)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RateLimitTimeout)
+	res, err := g.limiter.Allow(ctx, key, limit, time.Minute)
+	cancel()
 	if err != nil {
 		g.log.Warn("rate limit unavailable", zap.Error(err))
 		return true
@@ -163,15 +198,50 @@ func (g *Guard) hit(w http.ResponseWriter, r *http.Request, key string, limit in
 	if res.Allowed {
 		return true
 	}
+	g.rememberDenied(key, res, now)
+	writeTooMany(w, res, now)
+	return false
+}
+
+// deniedUntilReset returns the remembered refusal of key if its window has
+// not ended at now.
+func (g *Guard) deniedUntilReset(key string, now time.Time) (ratelimit.Result, bool) {
+	g.deniedMu.RLock()
+	res, ok := g.denied[key]
+	g.deniedMu.RUnlock()
+	return res, ok && now.Before(res.Reset)
+}
+
+// rememberDenied records that key is over its limit until res.Reset. In a
+// fixed window a key over its limit stays over it until the window ends,
+// whatever other replicas count, so the refusal is exact.
+func (g *Guard) rememberDenied(key string, res ratelimit.Result, now time.Time) {
+	g.deniedMu.Lock()
+	defer g.deniedMu.Unlock()
+	if len(g.denied) >= maxDenied {
+		for k, v := range g.denied {
+			if !now.Before(v.Reset) {
+				delete(g.denied, k)
+			}
+		}
+		if len(g.denied) >= maxDenied {
+			clear(g.denied)
+		}
+	}
+	g.denied[key] = res
+}
+
+// writeTooMany answers 429 with the rate-limit headers of res at now.
+func writeTooMany(w http.ResponseWriter, res ratelimit.Result, now time.Time) {
+	retry := max((res.Reset.Sub(now)+time.Second-1)/time.Second, 1)
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(res.Limit))
 	h.Set("X-RateLimit-Remaining", "0")
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(res.Reset.Unix(), 10))
-	h.Set("Retry-After", strconv.Itoa(int(res.RetryAfter/time.Second)))
+	h.Set("Retry-After", strconv.FormatInt(int64(retry), 10))
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusTooManyRequests)
 	_, _ = w.Write([]byte(`{"message":"Too many requests"}` + "\n"))
-	return false
 }
 
 // LimitListener returns a listener that keeps at most n client connections

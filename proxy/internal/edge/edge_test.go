@@ -1,16 +1,21 @@
 package edge_test
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/nounsai/sdserver/proxy/internal/edge"
+	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
 func TestChallenge(t *testing.T) {
@@ -83,4 +88,80 @@ func TestLimitListener(t *testing.T) {
 		t.Fatal("second connection not accepted after the first closed")
 	}
 	require.NoError(t, ln.Close())
+}
+
+// TestRateLimitRemembersDenials checks the per-IP limit, and that a client
+// over it is refused until the window ends without another Redis hit.
+func TestRateLimitRemembersDenials(t *testing.T) {
+	t.Parallel()
+	rc, prefix := dbtest.Redis(t)
+	limiter := ratelimit.New(rc, prefix, ratelimit.Options{})
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	g := edge.NewGuard(edge.Config{RateLimitIP: 2}, limiter, ok, zaptest.NewLogger(t))
+
+	var codes []int
+	for range 6 {
+		req := httptest.NewRequest("GET", "/users/1", nil)
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, req)
+		codes = append(codes, w.Code)
+		if w.Code == http.StatusTooManyRequests {
+			require.Equal(t, "2", w.Header().Get("X-RateLimit-Limit"))
+			require.Equal(t, "0", w.Header().Get("X-RateLimit-Remaining"))
+			require.NotEmpty(t, w.Header().Get("X-RateLimit-Reset"))
+			retry, err := strconv.Atoi(w.Header().Get("Retry-After"))
+			require.NoError(t, err)
+			require.True(t, retry >= 1 && retry <= 60, retry)
+			require.JSONEq(t, `{"message":"Too many requests"}`, w.Body.String())
+		}
+	}
+	require.Equal(t, []int{204, 204, 429, 429, 429, 429}, codes)
+
+	// Redis counted the first refusal only; the others were answered from
+	// memory.
+	keys, err := rc.Keys(context.Background(), prefix+"*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	n, err := rc.Get(context.Background(), keys[0]).Int()
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+
+	// Another client is not affected.
+	req := httptest.NewRequest("GET", "/users/1", nil)
+	req.RemoteAddr = "203.0.113.8:5000"
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, req)
+	require.Equal(t, http.StatusNoContent, w.Code)
+}
+
+// TestRateLimitFailsOpenOnSlowRedis checks that a Redis that does not answer
+// within the timeout lets requests through (with a client that honours
+// context deadlines).
+func TestRateLimitFailsOpenOnSlowRedis(t *testing.T) {
+	t.Parallel()
+	// A listener that accepts and never answers stands for a stalled Redis.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	rc := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), Protocol: 2, DisableIdentity: true, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rc.Close() })
+	limiter := ratelimit.New(rc, "x:", ratelimit.Options{})
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	g := edge.NewGuard(edge.Config{RateLimitIP: 1, RateLimitTimeout: 50 * time.Millisecond}, limiter, ok, zaptest.NewLogger(t))
+	start := time.Now()
+	req := httptest.NewRequest("GET", "/users/1", nil)
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, req)
+	require.Equal(t, http.StatusNoContent, w.Code)
+	require.Less(t, time.Since(start), 2*time.Second)
 }

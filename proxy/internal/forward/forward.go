@@ -4,18 +4,21 @@
 // provably never reached a backend or is idempotent and replayable.
 //
 // GPU routes (POST /images, /extend_prompt, /interrogate, /upscale, /mask,
-// /v1/images/generations) go to the GPU pool; their bodies (at most the body
-// limit) are buffered so their work can be estimated and the request
-// replayed. Every other request goes to the account pool with its body
-// streamed. Upstream failures answer 502, upstream timeouts 504 and an empty
-// pool 503 with Retry-After, all as JSON.
+// /v1/images/generations) go to the GPU pool. Only a bounded prefix of their
+// bodies is held (to estimate their work); a body that fits in the prefix is
+// replayable, a longer one streams on like every other body, so memory does
+// not grow with body size. Every other request goes to the account pool with
+// its body streamed. Upstream failures answer 502, upstream timeouts 504 and
+// an empty pool 503 with Retry-After, all as JSON.
 //
-// This package must never log per successful request (the data path stays
-// lean) and must never read a streamed body itself.
+// This package writes one access-log line per upstream attempt and nothing
+// else per successful request (the data path stays lean); it never reads
+// more of a body than the GPU-route prefix.
 package forward
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -91,7 +94,7 @@ type Config struct {
 	// lasts as long as the job); 0 means 1 h.
 	StreamTimeout time.Duration
 	// BodyLimit is the largest request body accepted, in bytes; 0 means
-	// 5 MiB. GPU-route bodies are buffered up to this size.
+	// 5 MiB.
 	BodyLimit int64
 	// MaxAttempts is how many hosts one request may try; 0 means 3.
 	MaxAttempts int
@@ -101,6 +104,10 @@ type Config struct {
 	// TrustedProxies are peers whose X-Forwarded-For and
 	// X-Forwarded-Proto are kept (extended) rather than replaced.
 	TrustedProxies []netip.Prefix
+	// AccessLog receives one "request" line per upstream attempt (without
+	// the caller, which would cost a stack walk); nil means the logger
+	// passed to New.
+	AccessLog *zap.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -140,10 +147,16 @@ type Proxy struct {
 	rp         *httputil.ReverseProxy
 	metrics    *Metrics
 	log        *zap.Logger
+	access     *zap.Logger // log without the caller: one line per attempt
 	retryAfter string
 	now        func() time.Time
-	bufs       sync.Pool // *[]byte for GPU bodies
 }
+
+// gpuPrefixSize is how much of a GPU-route body is read before the request
+// is sent: enough for the JSON fields that set its work, which clients send
+// before any image. A body no longer than this is held whole (and can be
+// replayed); the rest of a longer body is streamed.
+const gpuPrefixSize = 64 << 10
 
 // New returns a proxy sending requests through transport. metrics may be nil.
 func New(cfg Config, pools Pools, transport http.RoundTripper, metrics *Metrics, log *zap.Logger) *Proxy {
@@ -153,6 +166,7 @@ func New(cfg Config, pools Pools, transport http.RoundTripper, metrics *Metrics,
 		pools:      pools,
 		metrics:    metrics,
 		log:        log,
+		access:     cmp.Or(cfg.AccessLog, log).WithOptions(zap.WithCaller(false)),
 		retryAfter: strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
 		now:        time.Now,
 	}
@@ -190,16 +204,43 @@ func NewTransport() *http.Transport {
 	}
 }
 
+// Canonical header keys, so that header maps are indexed without
+// canonicalising per request.
+const (
+	hdrRequestID = "X-Request-Id"
+	hdrXFF       = "X-Forwarded-For"
+	hdrXFP       = "X-Forwarded-Proto"
+	hdrXFH       = "X-Forwarded-Host"
+	hdrUserAgent = "User-Agent"
+)
+
+// Indexes of request.vals.
+const (
+	valID = iota
+	valXFF
+	valProto
+	valHost
+	valEmpty
+	valRespID
+	numVals
+)
+
 // request is the per-request state shared between ServeHTTP and the
 // ReverseProxy hooks, carried in the request context.
 type request struct {
 	route     int
 	id        string
+	w         http.ResponseWriter
 	up        *balancer.Upstream
-	body      []byte // buffered GPU body; nil when streamed
+	body      []byte // whole GPU body when it fit in the prefix; nil when streamed
 	tracked   *trackedBody
 	clientCtx context.Context
 	corsOwned bool // an outer handler set CORS headers; drop the upstream's
+
+	// vals backs the one-value header slices the hooks set (each used as
+	// vals[i:i+1:i+1]), so that they cost no allocation. Written once by
+	// ServeHTTP before the first attempt and only read afterwards.
+	vals [numVals]string
 
 	// set by the hooks, read by ServeHTTP after rp.ServeHTTP returns
 	status  int
@@ -221,26 +262,30 @@ func (r *request) skip(u *balancer.Upstream) bool {
 	return false
 }
 
+// val returns vals[i] as a one-element header value.
+func (r *request) val(i int) []string { return r.vals[i : i+1 : i+1] }
+
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
-	st := &request{route: Classify(r.Method, r.URL.Path), clientCtx: r.Context()}
+	st := &request{route: Classify(r.Method, r.URL.Path), w: w, clientCtx: r.Context()}
 	_, st.corsOwned = w.Header()["Access-Control-Allow-Origin"]
-	st.id = r.Header.Get("X-Request-ID")
-	if !validRequestID(st.id) {
+	if v := r.Header[hdrRequestID]; len(v) > 0 && validRequestID(v[0]) {
+		st.id = v[0]
+	} else {
 		st.id = newRequestID()
 	}
+	p.forwardedValues(r, st)
 
 	pool, sel, timeout := p.pools.Account, p.pools.AccountSelector, p.cfg.UpstreamTimeout
 	job := balancer.Job{}
 	if st.route != RouteAccount {
 		pool, sel, timeout = p.pools.GPU, p.pools.GPUSelector, p.cfg.GPUTimeout
-		buf, ok := p.readBody(w, r, st)
+		prefix, ok := p.readPrefix(w, r, st)
 		if !ok {
 			return
 		}
-		defer p.bufs.Put(buf)
-		job.Work = balancer.Estimate(r.URL.Path, st.body)
+		job.Work = balancer.EstimatePrefix(r.URL.Path, prefix, st.body != nil)
 	} else if wantsStream(r) {
 		timeout = p.cfg.StreamTimeout
 	} else if r.ContentLength > p.cfg.BodyLimit {
@@ -298,6 +343,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// forwardedValues computes, once per request, the header values rewrite
+// and modifyResponse set on every attempt.
+func (p *Proxy) forwardedValues(r *http.Request, st *request) {
+	st.vals[valID] = st.id
+	st.vals[valRespID] = st.id
+	peer := peerAddr(r.RemoteAddr)
+	trusted := p.trusted(peer)
+	if peer.IsValid() {
+		xff := peerString(r.RemoteAddr, peer)
+		if prior := r.Header[hdrXFF]; trusted && len(prior) > 0 {
+			xff = joinComma(prior) + ", " + xff
+		}
+		st.vals[valXFF] = xff
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	} else if v := r.Header[hdrXFP]; trusted && len(v) > 0 && (v[0] == "https" || v[0] == "http") {
+		proto = v[0]
+	}
+	st.vals[valProto] = proto
+	st.vals[valHost] = r.Host
+}
+
 // attempt sends the request to up once. The ticket is settled in a defer
 // because ReverseProxy aborts the handler with a panic when the response
 // body cannot be copied.
@@ -313,73 +382,88 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 		p.metrics.observe(up, st.route, st.status, end.Sub(start))
 		// One access-log line per upstream attempt. The path is not logged:
 		// account routes carry secrets in it (/verify/<key>, reset keys).
-		p.log.Info("request", zap.String("request_id", st.id), zap.String("method", out.Method),
-			zap.String("route", routeNames[st.route]), zap.String("upstream", up.Address),
-			zap.Int("status", st.status), zap.Duration("latency", end.Sub(start)))
+		if ce := p.access.Check(zap.InfoLevel, "request"); ce != nil {
+			ce.Write(zap.String("request_id", st.id), zap.String("method", out.Method),
+				zap.String("route", routeNames[st.route]), zap.String("upstream", up.Address),
+				zap.Int("status", st.status), zap.Duration("latency", end.Sub(start)))
+		}
 	}()
 	p.rp.ServeHTTP(w, out)
 }
 
-// readBody buffers a GPU-route body (at most BodyLimit) into st.body. It
-// answers the client itself and returns false when the body is too large or
-// unreadable. The returned buffer goes back to p.bufs when done.
-func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, st *request) (*[]byte, bool) {
+// readPrefix reads the start of a GPU-route body, at most gpuPrefixSize
+// bytes, and returns it for the work estimate. A body that ends within the
+// prefix is kept whole in st.body (replayable); a longer one is sent as the
+// prefix followed by the rest of the stream, through st.tracked, so that at
+// most the prefix is held in memory. It answers the client itself and
+// returns false when the body is too large or unreadable.
+func (p *Proxy) readPrefix(w http.ResponseWriter, r *http.Request, st *request) ([]byte, bool) {
 	if r.ContentLength > p.cfg.BodyLimit {
 		p.writeError(w, st, http.StatusRequestEntityTooLarge, "")
 		return nil, false
 	}
-	bp, _ := p.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	if r.Body == nil || r.Body == http.NoBody {
+		st.body = []byte{}
+		return st.body, true
 	}
-	buf := bytes.NewBuffer((*bp)[:0])
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	body := http.MaxBytesReader(w, r.Body, p.cfg.BodyLimit)
+	size := gpuPrefixSize
+	if r.ContentLength >= 0 && r.ContentLength < gpuPrefixSize {
+		size = int(r.ContentLength) + 1 // one more, to see the end
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, p.cfg.BodyLimit+1))
-	*bp = buf.Bytes()[:0:buf.Cap()]
+	// Not pooled: after a response that came before the whole body was
+	// sent, the transport may still be reading the prefix when ServeHTTP
+	// returns.
+	buf := make([]byte, size)
+	n, err := io.ReadFull(body, buf)
 	switch {
-	case n > p.cfg.BodyLimit:
-		p.bufs.Put(bp)
-		p.writeError(w, st, http.StatusRequestEntityTooLarge, "")
-		return nil, false
-	case err != nil:
-		p.bufs.Put(bp)
-		if r.Context().Err() == nil {
-			p.writeError(w, st, http.StatusBadRequest, "could not read the request body")
-		}
-		return nil, false
+	case err == nil:
+		st.tracked = &trackedBody{rc: prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), body), Closer: body}}
+		return buf, true
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		st.body = buf[:n]
+		return st.body, true
 	}
-	st.body = buf.Bytes()
-	return bp, true
+	var maxBytes *http.MaxBytesError
+	if errors.As(err, &maxBytes) {
+		p.writeError(w, st, http.StatusRequestEntityTooLarge, "")
+	} else if r.Context().Err() == nil {
+		p.writeError(w, st, http.StatusBadRequest, "could not read the request body")
+	}
+	return nil, false
 }
 
-// rewrite builds the outbound request.
+// prefixedBody is a GPU body's prefix followed by the rest of the stream.
+type prefixedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// isEventStream reports whether the media type ct is text/event-stream.
+func isEventStream(ct string) bool {
+	const es = "text/event-stream"
+	return len(ct) >= len(es) && strings.EqualFold(ct[:len(es)], es)
+}
+
+// rewrite builds the outbound request. SetURL joins the target's path; an
+// empty target path adds no slash (legacy hosts are bare http://ip:port).
+// The header values were computed once by forwardedValues.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(ctxKey{}).(*request)
 	pr.SetURL(st.up.URL)
-	// SetURL joins the target's path; an empty target path must not add a
-	// slash, and legacy hosts are bare http://ip:port.
 	h := pr.Out.Header
-	h.Set("X-Request-ID", st.id)
-	peer := peerAddr(pr.In.RemoteAddr)
-	trusted := p.trusted(peer)
-	xff := peer.String()
-	if prior := pr.In.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
-		xff = joinComma(prior) + ", " + xff
+	h[hdrRequestID] = st.val(valID)
+	if st.vals[valXFF] != "" {
+		h[hdrXFF] = st.val(valXFF)
 	}
-	if peer.IsValid() {
-		h["X-Forwarded-For"] = []string{xff}
+	h[hdrXFP] = st.val(valProto)
+	if st.vals[valHost] != "" {
+		h[hdrXFH] = st.val(valHost)
 	}
-	proto := "http"
-	if pr.In.TLS != nil {
-		proto = "https"
-	} else if v := pr.In.Header.Get("X-Forwarded-Proto"); trusted && (v == "https" || v == "http") {
-		proto = v
-	}
-	h["X-Forwarded-Proto"] = []string{proto}
-	if pr.In.Host != "" {
-		h["X-Forwarded-Host"] = []string{pr.In.Host}
+	if _, ok := h[hdrUserAgent]; !ok {
+		// ReverseProxy would set an empty one (so that Go's default is not
+		// sent), allocating.
+		h[hdrUserAgent] = st.val(valEmpty)
 	}
 	if st.body != nil {
 		body := st.body
@@ -392,13 +476,19 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(ctxKey{}).(*request)
 	st.status = resp.StatusCode
 	st.respAt = p.now()
-	resp.Header.Set("X-Request-ID", st.id)
 	if st.corsOwned {
 		// Two Access-Control-Allow-Origin values make browsers reject
 		// the response.
 		delete(resp.Header, "Access-Control-Allow-Origin")
 		delete(resp.Header, "Access-Control-Allow-Credentials")
 		delete(resp.Header, "Access-Control-Expose-Headers")
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		moveHeaders(st.w.Header(), resp.Header)
+		st.w.Header()[hdrRequestID] = st.val(valRespID)
+	} else {
+		// The upgrade handshake reads the response's own headers.
+		resp.Header[hdrRequestID] = st.val(valRespID)
 	}
 	if resp.StatusCode >= 500 {
 		st.failure = true
@@ -407,6 +497,26 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		st.up.RecordSuccess()
 	}
 	return nil
+}
+
+// moveHeaders moves the upstream's response headers (already canonical and
+// stripped of hop-by-hop ones) into the client's header map, appending to
+// values already there, as ReverseProxy's copy would but without
+// canonicalising each key again or copying each value slice. An event-stream
+// Content-Type stays in src: ReverseProxy reads it to flush each event, and
+// copies it itself.
+func moveHeaders(dst, src http.Header) {
+	for k, vv := range src {
+		if k == "Content-Type" && len(vv) > 0 && isEventStream(vv[0]) {
+			continue
+		}
+		if prior, ok := dst[k]; ok {
+			dst[k] = append(prior, vv...)
+		} else {
+			dst[k] = vv
+		}
+		delete(src, k)
+	}
 }
 
 // handleError runs when the upstream call failed before a response. It
@@ -496,15 +606,27 @@ func (b *trackedBody) Close() error {
 
 func (b *trackedBody) used() bool { return b.read.Load() }
 
-// bufferPool implements httputil.BufferPool with 32 KiB buffers.
+// copyBufSize is the size of the ReverseProxy's copy buffers.
+const copyBufSize = 32 << 10
+
+// bufferPool implements httputil.BufferPool with 32 KiB buffers. It pools
+// array pointers, so that neither Get nor Put allocates.
 type bufferPool struct{ p sync.Pool }
 
-func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+func newBufferPool() *bufferPool { return &bufferPool{} }
+
+func (b *bufferPool) Get() []byte {
+	if a, ok := b.p.Get().(*[copyBufSize]byte); ok {
+		return a[:]
+	}
+	return new([copyBufSize]byte)[:]
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+func (b *bufferPool) Put(x []byte) {
+	if len(x) == copyBufSize {
+		b.p.Put((*[copyBufSize]byte)(x))
+	}
+}
 
 func (p *Proxy) trusted(a netip.Addr) bool {
 	for _, pfx := range p.cfg.TrustedProxies {
@@ -523,6 +645,21 @@ func peerAddr(remote string) netip.Addr {
 		return a.Unmap()
 	}
 	return ap.Addr().Unmap()
+}
+
+// peerString returns a.String() for the peer a parsed from remote, without
+// allocating in the common case of a plain IPv4 "ip:port" (which netip only
+// accepts in canonical form).
+func peerString(remote string, a netip.Addr) string {
+	if a.Is4() && !strings.HasPrefix(remote, "[") {
+		switch strings.Count(remote, ":") {
+		case 0:
+			return remote
+		case 1:
+			return remote[:strings.IndexByte(remote, ':')]
+		}
+	}
+	return a.String()
 }
 
 func joinComma(vs []string) string {

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,21 +11,20 @@ import (
 )
 
 // Metrics holds the data path's Prometheus metrics. A nil *Metrics records
-// nothing. Per-host series are resolved once per (host, route) and cached,
-// so a request costs one map lookup, not a label hash.
+// nothing. Per-host series are resolved once per (host, route, status class)
+// and cached, so a request costs one lookup keyed by a pointer (no label
+// hashing, no allocation).
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	noHosts  *prometheus.CounterVec
-	retries  *prometheus.CounterVec
+	noHosts  [numRoutes]prometheus.Counter
+	retries  [numRoutes]prometheus.Counter
 
-	cache sync.Map // cacheKey → *series
+	hosts sync.Map // *balancer.Upstream → *hostSeries
 }
 
-type cacheKey struct {
-	up    *balancer.Upstream
-	route int
-}
+// hostSeries are the resolved series of one host, by route.
+type hostSeries [numRoutes]atomic.Pointer[series]
 
 // series are the resolved metrics of one (host, route).
 type series struct {
@@ -58,16 +58,20 @@ func NewMetrics(reg prometheus.Registerer, pools ...*balancer.Pool) *Metrics {
 			Help:    "Time from receiving a request to the end of its upstream response, by route and host.",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 300},
 		}, []string{"route", "host"}),
-		noHosts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "proxy_no_upstream_total",
-			Help: "Requests answered 503 because no upstream host was available, by route.",
-		}, []string{"route"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "proxy_upstream_retries_total",
-			Help: "Requests retried on another host, by route.",
-		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.noHosts, m.retries, &upstreamCollector{pools: pools})
+	noHosts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "proxy_no_upstream_total",
+		Help: "Requests answered 503 because no upstream host was available, by route.",
+	}, []string{"route"})
+	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "proxy_upstream_retries_total",
+		Help: "Requests retried on another host, by route.",
+	}, []string{"route"})
+	for i, name := range routeNames {
+		m.noHosts[i] = noHosts.WithLabelValues(name)
+		m.retries[i] = retries.WithLabelValues(name)
+	}
+	reg.MustRegister(m.requests, m.duration, noHosts, retries, &upstreamCollector{pools: pools})
 	return m
 }
 
@@ -75,29 +79,34 @@ func (m *Metrics) observe(up *balancer.Upstream, route, status int, d time.Durat
 	if m == nil {
 		return
 	}
-	k := cacheKey{up: up, route: route}
-	v, ok := m.cache.Load(k)
+	v, ok := m.hosts.Load(up)
 	if !ok {
-		s := &series{duration: m.duration.WithLabelValues(routeNames[route], up.Address)}
+		v, _ = m.hosts.LoadOrStore(up, new(hostSeries))
+	}
+	slot := &v.(*hostSeries)[route]
+	s := slot.Load()
+	if s == nil {
+		s = &series{duration: m.duration.WithLabelValues(routeNames[route], up.Address)}
 		for i, c := range codeClasses {
 			s.codes[i] = m.requests.WithLabelValues(routeNames[route], up.Address, c)
 		}
-		v, _ = m.cache.LoadOrStore(k, s)
+		if !slot.CompareAndSwap(nil, s) {
+			s = slot.Load()
+		}
 	}
-	s := v.(*series)
 	s.codes[codeIndex(status)].Inc()
 	s.duration.Observe(d.Seconds())
 }
 
 func (m *Metrics) noHost(route int) {
 	if m != nil {
-		m.noHosts.WithLabelValues(routeNames[route]).Inc()
+		m.noHosts[route].Inc()
 	}
 }
 
 func (m *Metrics) retried(route int) {
 	if m != nil {
-		m.retries.WithLabelValues(routeNames[route]).Inc()
+		m.retries[route].Inc()
 	}
 }
 
