@@ -71,7 +71,7 @@ md "## 5. Memory" "" \
 	"The proxy with 50 concurrent 5 MB uploads to a backend reading each body at 2 MB/s (${secs} s per route; RSS sampled every 100 ms):" "" \
 	"| route | idle MB | peak MB | uploads |" "|---|---:|---:|---|" \
 	"| POST /upload (account route, streamed) | $idle | ${peak[upload]} | ${sum[upload]} |" \
-	"| POST /upscale (GPU route, buffered for the estimate) | $idle | ${peak[upscale]} | ${sum[upscale]} |" ""
+	"| POST /upscale (GPU route: 64 KiB prefix read for the estimate, the rest streamed) | $idle | ${peak[upscale]} | ${sum[upscale]} |" ""
 for route in upload upscale; do
 	awk -v p="${peak[$route]}" 'BEGIN { exit !(p < 64) }' && met=1 || met=0
 	name="account route"

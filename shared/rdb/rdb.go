@@ -22,6 +22,9 @@ func Open(ctx context.Context, url string) (*redis.Client, error) {
 	}
 	opts.ReadTimeout = 2 * time.Second
 	opts.WriteTimeout = 2 * time.Second
+	// Honour context deadlines too, so callers can bound a command below
+	// the read timeout (the proxy's rate-limit check waits at most 100 ms).
+	opts.ContextTimeoutEnabled = true
 	c := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()

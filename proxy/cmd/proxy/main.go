@@ -79,5 +79,13 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx, cfg, log, app.Deps{DB: pool, Redis: rc, Registry: reg}, ln)
+	// The access log (a line per forwarded request) is buffered so a slow
+	// log reader never stalls the data path; flushed at shutdown.
+	accessLog, stopAccessLog, err := logging.NewBuffered(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer stopAccessLog()
+	return app.Run(ctx, cfg, log, app.Deps{DB: pool, Redis: rc, Registry: reg,
+		AccessLog: accessLog.With(zap.String("service", "proxy"))}, ln)
 }
