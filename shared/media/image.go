@@ -16,13 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/draw"
 	_ "image/gif"  // register the GIF decoder
 	_ "image/jpeg" // register the JPEG decoder
-	"image/png"
+	_ "image/png"  // register the PNG decoder
 	"io"
 
-	xdraw "golang.org/x/image/draw"
 	_ "golang.org/x/image/webp" // register the WebP decoder
 
 	"github.com/nounsai/sdserver/shared/apperr"
@@ -101,44 +99,6 @@ func Decode(data []byte, lim Limits) (image.Image, Info, error) {
 		return nil, info, apperr.Invalid("The image is corrupt")
 	}
 	return img, info, nil
-}
-
-// EncodePNG encodes img as PNG.
-func EncodePNG(img image.Image) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return nil, fmt.Errorf("encode png: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-// Thumbnail returns img scaled so that its longest side is longest pixels,
-// keeping the aspect ratio; no side is ever below 1 pixel (legacy C16). An
-// image already within the size is returned as an RGBA copy.
-func Thumbnail(img image.Image, longest int) image.Image {
-	if longest <= 0 {
-		longest = ThumbnailSize
-	}
-	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	tw, th := w, h
-	if w >= h && w > longest {
-		tw, th = longest, max(1, (h*longest+w/2)/w)
-	} else if h > w && h > longest {
-		tw, th = max(1, (w*longest+h/2)/h), longest
-	}
-	dst := image.NewNRGBA(image.Rect(0, 0, tw, th))
-	if tw == w && th == h {
-		draw.Draw(dst, dst.Bounds(), img, b.Min, draw.Src)
-		return dst
-	}
-	xdraw.CatmullRom.Scale(dst, dst.Bounds(), img, b, xdraw.Src, nil)
-	return dst
-}
-
-// ThumbnailPNG returns the PNG of Thumbnail(img, ThumbnailSize).
-func ThumbnailPNG(img image.Image) ([]byte, error) {
-	return EncodePNG(Thumbnail(img, ThumbnailSize))
 }
 
 // Hash returns the lowercase hex SHA-256 of data (the images.hash column).

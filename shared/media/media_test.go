@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -221,4 +223,219 @@ func TestProbe(t *testing.T) {
 	missing := media.FFmpeg{FFprobe: "/nonexistent/ffprobe"}
 	_, err = missing.Probe(ctx, []byte("x"), media.DefaultLimits)
 	require.Equal(t, apperr.KindUnavailable, apperr.KindOf(err))
+}
+
+// pixelArt returns a w×h opaque RGBA of 16×16 blocks in up to n colours.
+func pixelArt(w, h, n int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			k := (x/16*7 + y/16*13) % n
+			img.SetRGBA(x, y, color.RGBA{uint8(k * 37), uint8(k * 91), uint8(k * 13), 255})
+		}
+	}
+	return img
+}
+
+// samePixels requires a and b to hold the same non-premultiplied colours
+// (b's bounds start at 0,0, as a decoded PNG's do).
+func samePixels(t *testing.T, a, b image.Image) {
+	t.Helper()
+	r := a.Bounds()
+	require.Equal(t, r.Size(), b.Bounds().Size())
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			ca := color.NRGBAModel.Convert(a.At(x, y))
+			cb := color.NRGBAModel.Convert(b.At(x-r.Min.X, y-r.Min.Y))
+			if ca != cb {
+				require.Equal(t, ca, cb, "pixel %d,%d", x, y)
+			}
+		}
+	}
+}
+
+func TestEncodePNGIsLossless(t *testing.T) {
+	t.Parallel()
+	photo := image.NewNRGBA(image.Rect(0, 0, 40, 30))
+	for y := 0; y < 30; y++ {
+		for x := 0; x < 40; x++ {
+			photo.SetNRGBA(x, y, color.NRGBA{uint8(x * 6), uint8(y * 8), uint8(x + y), 255})
+		}
+	}
+	translucent := pixelArt(64, 64, 5)
+	translucent.SetRGBA(3, 3, color.RGBA{10, 20, 30, 128})
+	transparent := pixelArt(64, 64, 5)
+	transparent.SetRGBA(3, 3, color.RGBA{})
+	nrgba := image.NewNRGBA(image.Rect(0, 0, 32, 16))
+	for i := range nrgba.Pix {
+		nrgba.Pix[i] = uint8(i % 3 * 100)
+	}
+	cases := []struct {
+		name     string
+		img      image.Image
+		paletted bool
+	}{
+		{"pixel art", pixelArt(512, 512, 30), true},
+		{"256 colours", pixelArt(512, 512, 256), true},
+		{"one colour", pixelArt(17, 3, 1), true},
+		{"offset bounds", pixelArt(64, 64, 9).SubImage(image.Rect(5, 7, 50, 60)), true},
+		{"transparent pixel", transparent, true},
+		{"nrgba with alpha", nrgba, true},
+		{"translucent rgba", translucent, false},
+		{"photo", photo, false},
+		{"gray", image.NewGray(image.Rect(0, 0, 10, 10)), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			data, err := media.EncodePNG(tc.img)
+			require.NoError(t, err)
+			got, err := png.Decode(bytes.NewReader(data))
+			require.NoError(t, err)
+			_, isPaletted := got.(*image.Paletted)
+			require.Equal(t, tc.paletted, isPaletted)
+			samePixels(t, tc.img, got)
+		})
+	}
+}
+
+func TestThumbnailAverages(t *testing.T) {
+	t.Parallel()
+	// Left half red, right half blue: the middle thumbnail columns mix.
+	img := image.NewRGBA(image.Rect(10, 10, 310, 160))
+	for y := 10; y < 160; y++ {
+		for x := 10; x < 310; x++ {
+			c := color.RGBA{255, 0, 0, 255}
+			if x >= 160 {
+				c = color.RGBA{0, 0, 255, 255}
+			}
+			img.SetRGBA(x, y, c)
+		}
+	}
+	th := media.Thumbnail(img, media.ThumbnailSize)
+	require.Equal(t, image.Pt(100, 50), th.Bounds().Size())
+	require.Equal(t, color.NRGBA{255, 0, 0, 255}, th.At(0, 0))
+	require.Equal(t, color.NRGBA{255, 0, 0, 255}, th.At(49, 49))
+	require.Equal(t, color.NRGBA{0, 0, 255, 255}, th.At(50, 0))
+	require.Equal(t, color.NRGBA{0, 0, 255, 255}, th.At(99, 49))
+
+	// 3 source pixels per thumbnail pixel, alternating columns: each
+	// thumbnail pixel averages two of one colour and one of the other.
+	stripes := image.NewNRGBA(image.Rect(0, 0, 300, 3))
+	for x := 0; x < 300; x++ {
+		v := uint8(0)
+		if x%2 == 0 {
+			v = 255
+		}
+		for y := 0; y < 3; y++ {
+			stripes.SetNRGBA(x, y, color.NRGBA{v, v, v, 255})
+		}
+	}
+	th = media.Thumbnail(stripes, media.ThumbnailSize)
+	require.Equal(t, image.Pt(100, 1), th.Bounds().Size())
+	require.Equal(t, color.NRGBA{170, 170, 170, 255}, th.At(0, 0))
+	require.Equal(t, color.NRGBA{85, 85, 85, 255}, th.At(1, 0))
+
+	// Alpha weights the colour: half transparent, half opaque green gives
+	// pure green at half alpha.
+	half := image.NewNRGBA(image.Rect(0, 0, 200, 200))
+	for y := 0; y < 200; y++ {
+		for x := 0; x < 200; x += 2 {
+			half.SetNRGBA(x, y, color.NRGBA{0, 255, 0, 255})
+			half.SetNRGBA(x+1, y, color.NRGBA{255, 0, 0, 0})
+		}
+	}
+	th = media.Thumbnail(half, media.ThumbnailSize)
+	require.Equal(t, color.NRGBA{0, 255, 0, 128}, th.At(7, 7))
+
+	// Any image type works (the generic path): a uniform grey stays grey.
+	gray := image.NewGray(image.Rect(0, 0, 1000, 333))
+	for i := range gray.Pix {
+		gray.Pix[i] = 77
+	}
+	th = media.Thumbnail(gray, media.ThumbnailSize)
+	require.Equal(t, image.Pt(100, 33), th.Bounds().Size())
+	require.Equal(t, color.NRGBA{77, 77, 77, 255}, th.At(99, 32))
+}
+
+// reportCPU reports the process's CPU time (user + system) per operation
+// from now until the benchmark ends: unlike ns/op, it hardly moves when
+// other processes load the machine.
+func reportCPU(b *testing.B) {
+	b.Helper()
+	start := cpuTime(b)
+	b.Cleanup(func() {
+		if b.N > 0 {
+			b.ReportMetric(float64((cpuTime(b) - start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+	})
+}
+
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(tb, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func BenchmarkEncodePNG512(b *testing.B) {
+	img := pixelArt(512, 512, 30)
+	reportCPU(b)
+	for b.Loop() {
+		if _, err := media.EncodePNG(img); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkThumbnailPNG512(b *testing.B) {
+	img := pixelArt(512, 512, 30)
+	reportCPU(b)
+	for b.Loop() {
+		if _, err := media.ThumbnailPNG(img); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestThumbnailMatchesAreaAverage compares Thumbnail with a direct
+// floating-point area average on random opaque images of awkward sizes.
+func TestThumbnailMatchesAreaAverage(t *testing.T) {
+	t.Parallel()
+	sizes := []image.Point{{512, 512}, {333, 101}, {101, 333}, {768, 512}, {1000, 7}, {257, 256}}
+	for k, sz := range sizes {
+		img := image.NewRGBA(image.Rect(3, 4, 3+sz.X, 4+sz.Y))
+		seed := uint32(k + 1)
+		for i := range img.Pix {
+			seed = seed*1664525 + 1013904223
+			img.Pix[i] = uint8(seed >> 24)
+			if i%4 == 3 {
+				img.Pix[i] = 255
+			}
+		}
+		th := media.Thumbnail(img, media.ThumbnailSize).(*image.NRGBA)
+		tw, tht := th.Rect.Dx(), th.Rect.Dy()
+		fx, fy := float64(sz.X)/float64(tw), float64(sz.Y)/float64(tht)
+		for ty := 0; ty < tht; ty++ {
+			for tx := 0; tx < tw; tx++ {
+				var sum [3]float64
+				var area float64
+				for y := int(float64(ty) * fy); y < sz.Y && float64(y) < float64(ty+1)*fy; y++ {
+					oy := min(float64(y+1), float64(ty+1)*fy) - max(float64(y), float64(ty)*fy)
+					for x := int(float64(tx) * fx); x < sz.X && float64(x) < float64(tx+1)*fx; x++ {
+						ox := min(float64(x+1), float64(tx+1)*fx) - max(float64(x), float64(tx)*fx)
+						c := img.RGBAAt(3+x, 4+y)
+						sum[0] += float64(c.R) * ox * oy
+						sum[1] += float64(c.G) * ox * oy
+						sum[2] += float64(c.B) * ox * oy
+						area += ox * oy
+					}
+				}
+				got := th.NRGBAAt(tx, ty)
+				for i, v := range []uint8{got.R, got.G, got.B} {
+					require.InDelta(t, sum[i]/area, float64(v), 0.51, "%v thumbnail pixel %d,%d channel %d", sz, tx, ty, i)
+				}
+				require.Equal(t, uint8(255), got.A)
+			}
+		}
+	}
 }

@@ -63,14 +63,13 @@ func (l *Local) Put(ctx context.Context, kind Kind, key string, data []byte) err
 	if err != nil {
 		return fail(err)
 	}
+	// No fsync, as before: the rename alone keeps readers from half an
+	// object, and this backend serves development and single hosts.
 	tmp := f.Name()
 	_, werr := f.Write(data)
+	merr := f.Chmod(0o644) // CreateTemp makes 0600
 	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return fail(err)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if err := errors.Join(werr, merr, cerr); err != nil {
 		_ = os.Remove(tmp)
 		return fail(err)
 	}
