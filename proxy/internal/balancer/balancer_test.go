@@ -145,9 +145,15 @@ func TestEstimate(t *testing.T) {
 		{"/images", `{"inference_mode":"ControlNet Depth","samples":8,"steps":25,"aspect_ratio":"512:512"}`, 1.5},
 		{"/images", `{"inference_mode":"Mask","steps":100,"aspect_ratio":"512:512"}`, 1.1},
 		{"/images", `{"inference_mode":"Text to Image","samples":1000,"steps":100000,"aspect_ratio":"99999:99999"}`, 16 * 6 * 16},
-		{"/images", `not json`, 4 * 2.25},
-		{"/v1/images/generations", `{"n":2,"size":"1024x1024"}`, 8},
-		{"/v1/images/generations", `{"width":512,"height":512,"steps":50}`, 2},
+		{"/images", `not json`, 2.25},
+		// Samples default to 1, as in gpusvc; "samples" is the field on
+		// every route, "n" is not read.
+		{"/images", `{"inference_mode":"Text to Image","aspect_ratio":"512:512"}`, 1},
+		{"/images", `{"inference_mode":"Text to Image","n":4,"aspect_ratio":"512:512"}`, 1},
+		// A queued job (202) costs the host only the enqueue, whatever it
+		// asks for.
+		{"/v1/images/generations", `{"samples":16,"steps":150,"aspect_ratio":"2048:2048"}`, 0.05},
+		{"/v1/images/generations", `{"width":512,"height":512,"steps":50}`, 0.05},
 		{"/upscale", `{}`, 4},
 		{"/extend_prompt", `{}`, 0.3},
 	} {

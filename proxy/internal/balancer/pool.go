@@ -1,6 +1,9 @@
 package balancer
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Pool is a set of upstreams that can be replaced atomically while requests
 // read it. The zero value is an empty pool ready for use.
@@ -26,4 +29,18 @@ func (p *Pool) Hosts() []*Upstream {
 // Set replaces the snapshot; hosts must not be modified afterwards.
 func (p *Pool) Set(hosts []*Upstream) {
 	p.hosts.Store(&hosts)
+}
+
+// OthersAvailable reports whether a host of the pool other than u is
+// available at now. A nil pool has none.
+func (p *Pool) OthersAvailable(u *Upstream, now time.Time) bool {
+	if p == nil {
+		return false
+	}
+	for _, h := range p.Hosts() {
+		if h != u && h.Available(now) {
+			return true
+		}
+	}
+	return false
 }

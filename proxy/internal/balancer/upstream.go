@@ -227,7 +227,8 @@ type FailureKind int
 const (
 	// FailConnect is a dial or connection error: the host is ejected at once.
 	FailConnect FailureKind = iota
-	// Fail5xx is a 5xx response.
+	// Fail5xx is a 5xx response that signals a broken host (the caller
+	// decides which do; see package forward).
 	Fail5xx
 	// FailTimeout is an upstream timeout.
 	FailTimeout
@@ -239,13 +240,7 @@ const (
 // back-off (1 s, 2 s, 4 s, ... up to 16 s); after it the host is tried again.
 // It returns true if the host was ejected.
 func (u *Upstream) RecordFailure(kind FailureKind, now time.Time) bool {
-	u.failures.Add(1)
-	switch kind {
-	case Fail5xx:
-		u.errs5xx.Add(1)
-	case FailTimeout:
-		u.timeouts.Add(1)
-	}
+	u.CountFailure(kind)
 	n := u.consecFails.Add(1)
 	if kind != FailConnect && n < softFailLimit {
 		return false
@@ -258,6 +253,18 @@ func (u *Upstream) RecordFailure(kind FailureKind, now time.Time) bool {
 	}
 	u.downUntil.Store(now.Add(backoff).UnixNano())
 	return true
+}
+
+// CountFailure counts a failure in the host's statistics without moving it
+// toward ejection (used when ejecting it would leave its pool empty).
+func (u *Upstream) CountFailure(kind FailureKind) {
+	u.failures.Add(1)
+	switch kind {
+	case Fail5xx:
+		u.errs5xx.Add(1)
+	case FailTimeout:
+		u.timeouts.Add(1)
+	}
 }
 
 // CheckResult is the outcome of one active health check.

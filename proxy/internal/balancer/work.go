@@ -15,6 +15,9 @@ const (
 	refSteps  = 25
 	refPixels = 512 * 512
 
+	// defaultSamples is gpusvc's samples when a body leaves it out.
+	defaultSamples = 1
+
 	maxSamples = 16
 	maxSteps   = 150
 	maxSide    = 2048
@@ -39,6 +42,9 @@ var routeCost = map[string]float64{
 	"/interrogate":   0.5,
 	"/mask":          0.5,
 	"/upscale":       4.0,
+	// POST /v1/images/generations only queues a job (202); a River worker
+	// on any host does the work later.
+	"/v1/images/generations": 0.05,
 }
 
 // imageRequest holds the few fields of a generation body the estimate needs
@@ -46,7 +52,6 @@ var routeCost = map[string]float64{
 type imageRequest struct {
 	Mode        string
 	Samples     flexNum
-	N           flexNum
 	Steps       flexNum
 	Strength    flexNum
 	AspectRatio string
@@ -70,7 +75,7 @@ func (f *flexNum) UnmarshalJSON(b []byte) error {
 
 // Estimate returns the work units of a GPU request to path with the given
 // JSON body. Unknown routes, malformed bodies and missing fields fall back to
-// the defaults of the inference code (4 samples, 25 steps, 768×768), and
+// gpusvc's defaults (1 sample, 25 steps, 768×768), and
 // every factor is clamped, so a request cannot claim unbounded work.
 func Estimate(path string, body []byte) float64 {
 	return EstimatePrefix(path, body, true)
@@ -92,14 +97,8 @@ func EstimatePrefix(path string, prefix []byte, complete bool) float64 {
 	r.scan(prefix, complete)
 
 	samples := float64(r.Samples)
-	if path == "/v1/images/generations" {
-		samples = float64(r.N)
-		if samples == 0 {
-			samples = 1
-		}
-	}
 	if samples == 0 {
-		samples = 4
+		samples = defaultSamples
 	}
 	steps := float64(r.Steps)
 	if steps == 0 {
@@ -173,8 +172,6 @@ func (r *imageRequest) scan(body []byte, complete bool) {
 			dst = &r.Mode
 		case strings.EqualFold(key, "samples"):
 			dst = &r.Samples
-		case strings.EqualFold(key, "n"):
-			dst = &r.N
 		case strings.EqualFold(key, "steps"):
 			dst = &r.Steps
 		case strings.EqualFold(key, "strength"):

@@ -8,8 +8,8 @@
 // bodies is held (to estimate their work); a body that fits in the prefix is
 // replayable, a longer one streams on like every other body, so memory does
 // not grow with body size. Every other request goes to the account pool with
-// its body streamed. Upstream failures answer 502, upstream timeouts 504 and
-// an empty pool 503 with Retry-After, all as JSON.
+// its body streamed. Upstream failures answer 502, a request whose own
+// deadline passed 504 and an empty pool 503 with Retry-After, all as JSON.
 //
 // This package writes one access-log line per upstream attempt and nothing
 // else per successful request (the data path stays lean); it never reads
@@ -231,6 +231,7 @@ type request struct {
 	route     int
 	id        string
 	w         http.ResponseWriter
+	pool      *balancer.Pool
 	up        *balancer.Upstream
 	body      []byte // whole GPU body when it fit in the prefix; nil when streamed
 	tracked   *trackedBody
@@ -296,6 +297,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.tracked = &trackedBody{rc: r.Body}
 	}
 
+	st.pool = pool
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), ctxKey{}, st), timeout)
 	defer cancel()
 	out := r.WithContext(ctx)
@@ -378,7 +380,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 		if learnAt.IsZero() {
 			learnAt = end
 		}
-		ticket.Done(learnAt, !st.failure && st.status != 0 && st.status < 500)
+		ticket.Done(learnAt, learns(st))
 		p.metrics.observe(up, st.route, st.status, end.Sub(start))
 		// One access-log line per upstream attempt. The path is not logged:
 		// account routes carry secrets in it (/verify/<key>, reset keys).
@@ -389,6 +391,20 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 		}
 	}()
 	p.rp.ServeHTTP(w, out)
+}
+
+// learns reports whether the attempt st may teach its host's speed: only a
+// 2xx answer of a synchronous GPU route measures GPU work. An error answer
+// (400, 401, 402, 429, ...) comes back in milliseconds without any, and POST
+// /v1/images/generations only queues a job that a worker runs later,
+// anywhere; learning from either would make the host look far faster than
+// it is.
+func learns(st *request) bool {
+	switch st.route {
+	case RouteAccount, RouteGenerations:
+		return false
+	}
+	return !st.failure && st.status >= 200 && st.status < 300
 }
 
 // readPrefix reads the start of a GPU-route body, at most gpuPrefixSize
@@ -476,6 +492,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(ctxKey{}).(*request)
 	st.status = resp.StatusCode
 	st.respAt = p.now()
+	// Before moveHeaders empties resp.Header.
+	fault := resp.StatusCode >= 500 && hostFault(resp)
 	if st.corsOwned {
 		// Two Access-Control-Allow-Origin values make browsers reject
 		// the response.
@@ -490,13 +508,48 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		// The upgrade handshake reads the response's own headers.
 		resp.Header[hdrRequestID] = st.val(valRespID)
 	}
-	if resp.StatusCode >= 500 {
-		st.failure = true
-		st.up.RecordFailure(balancer.Fail5xx, st.respAt)
-	} else {
+	switch {
+	case resp.StatusCode < 500:
 		st.up.RecordSuccess()
+	case fault:
+		st.failure = true
+		if st.pool.OthersAvailable(st.up, st.respAt) {
+			st.up.RecordFailure(balancer.Fail5xx, st.respAt)
+		} else {
+			// Ejecting the pool's last host would only turn its answers
+			// into 503 "no healthy upstream".
+			st.up.CountFailure(balancer.Fail5xx)
+		}
 	}
+	// Other 5xx (see hostFault) neither count against the host nor for it.
 	return nil
+}
+
+// hostFault reports whether a 5xx response signals a broken host, for the
+// passive health check: a 500, or a 502, 503 or 504 that is neither a
+// service's own JSON error answer (a dependency of the service failed, for
+// example its storage or an inference API; the host itself works) nor a 503
+// with Retry-After (the host is full, legitimately busy). A 501 (operation
+// not offered by this host) and any other 5xx are deliberate answers, not
+// faults.
+func hostFault(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusInternalServerError:
+		return true
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+			return false
+		}
+		return !isJSON(resp.Header.Get("Content-Type"))
+	}
+	return false
+}
+
+// isJSON reports whether the media type ct is application/json, which our
+// services' error handler answers and an intermediary's error page is not.
+func isJSON(ct string) bool {
+	const js = "application/json"
+	return len(ct) >= len(js) && strings.EqualFold(ct[:len(js)], js)
 }
 
 // moveHeaders moves the upstream's response headers (already canonical and
@@ -536,13 +589,22 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		st.status = http.StatusRequestEntityTooLarge
 		p.writeError(w, st, st.status, "")
 		return
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		// The request's own deadline passed (also when it did so while
+		// dialling).
 		st.status = http.StatusGatewayTimeout
 		st.up.RecordFailure(balancer.FailTimeout, now)
 		p.writeError(w, st, st.status, "")
 		return
+	case !isDialError(err) && errors.Is(err, context.DeadlineExceeded):
+		// A transport timeout after the request may have reached the host.
+		st.up.RecordFailure(balancer.FailTimeout, now)
+	default:
+		// A dial error (refused, or a dial timeout: a blackholed host,
+		// which also matches context.DeadlineExceeded) or a broken
+		// connection.
+		st.up.RecordFailure(balancer.FailConnect, now)
 	}
-	st.up.RecordFailure(balancer.FailConnect, now)
 	st.status = http.StatusBadGateway
 	if p.replayable(r, st, err) {
 		st.retry = true

@@ -122,7 +122,7 @@ var (
 	descSpeed       = prometheus.NewDesc("proxy_upstream_seconds_per_work_unit", "Learned EWMA of seconds per work unit (0 = not learned).", []string{"pool", "host"}, nil)
 	descSlots       = prometheus.NewDesc("proxy_upstream_reported_slots", "Slots the host reported in /health.", []string{"pool", "host"}, nil)
 	descQueued      = prometheus.NewDesc("proxy_upstream_reported_queued", "Queue length the host reported in /health.", []string{"pool", "host"}, nil)
-	descFailures    = prometheus.NewDesc("proxy_upstream_failures_total", "Failed requests (connection errors, 5xx, timeouts).", []string{"pool", "host"}, nil)
+	descFailures    = prometheus.NewDesc("proxy_upstream_failures_total", "Failed requests (connection errors, host-fault 5xx, timeouts; see README Health).", []string{"pool", "host"}, nil)
 )
 
 // Describe implements prometheus.Collector.

@@ -44,7 +44,11 @@ type Registry struct {
 	pool *balancer.Pool
 	log  *zap.Logger
 
-	mu      sync.Mutex // serialises reloads
+	// list reads api_hosts; a field so that tests can pause a reload
+	// between its read and its apply.
+	list func(context.Context) ([]Row, error)
+
+	mu      sync.Mutex // held across a reload's list and apply
 	byAddr  map[string]*balancer.Upstream
 	invalid map[string]bool // addresses already reported as unusable
 }
@@ -52,13 +56,15 @@ type Registry struct {
 // NewRegistry returns a registry that fills pool from db. Nothing is loaded
 // until Reload or Run.
 func NewRegistry(db *pgxpool.Pool, pool *balancer.Pool, log *zap.Logger) *Registry {
-	return &Registry{
+	r := &Registry{
 		db:      db,
 		pool:    pool,
 		log:     log,
 		byAddr:  map[string]*balancer.Upstream{},
 		invalid: map[string]bool{},
 	}
+	r.list = func(ctx context.Context) ([]Row, error) { return list(ctx, r.db) }
+	return r
 }
 
 // Pool returns the pool the registry maintains.
@@ -89,19 +95,22 @@ func list(ctx context.Context, q interface {
 }
 
 // Reload reads api_hosts and applies it to the pool at once. It returns the
-// hosts now in the pool.
+// hosts now in the pool. Concurrent reloads (a NOTIFY, the safety net,
+// /refresh_hosts) run one after the other, each reading the table only once
+// the previous one has applied its read, so an older snapshot is never
+// applied over a newer one.
 func (r *Registry) Reload(ctx context.Context) ([]*balancer.Upstream, error) {
-	rows, err := list(ctx, r.db)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rows, err := r.list(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return r.apply(rows), nil
 }
 
-// apply makes the pool match rows.
+// apply makes the pool match rows. The caller holds r.mu.
 func (r *Registry) apply(rows []Row) []*balancer.Upstream {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	next := make([]*balancer.Upstream, 0, len(rows))
 	seen := make(map[string]bool, len(rows))
 	for _, row := range rows {
