@@ -3,7 +3,9 @@
 // bounds the inputs, charges the credits, runs the backend inside this
 // host's capacity (slots + bounded queue), and stores every sample (PNG,
 // thumbnail, SHA-256, per-user dedup; objects first, then the row). Any
-// failure after the charge refunds it. It also runs the model routes
+// failure after the charge refunds it (deferred, so a panicking backend
+// refunds too) and deletes the samples this request already stored, so a
+// request is all or nothing. It also runs the model routes
 // (/extend_prompt, /interrogate, /upscale, /mask) within the same capacity.
 //
 // Errors leave this package already mapped to apperr kinds: unsupported
@@ -39,9 +41,10 @@ type Charger interface {
 }
 
 // ImageCreator stores a generated image (objects, then row, with per-user
-// dedup); *library.Images implements it.
+// dedup) and deletes one again; *library.Images implements it.
 type ImageCreator interface {
 	Create(ctx context.Context, n library.NewImage) (library.Image, bool, error)
+	Delete(ctx context.Context, userID, id int64) error
 }
 
 // Pacing simulates GPU speed for the proxy's scheduling benchmarks: each job
@@ -130,12 +133,13 @@ type Output struct {
 // ImagesResult is what GenerateImages produced, samples in order.
 type ImagesResult struct {
 	Outputs []Output
-	// Charged is the credits debited (0 when free).
+	// Charged is the credits debited (0 when free or prepaid).
 	Charged int64
 }
 
-// chargeOp maps an operation to its price in the credits table.
-func chargeOp(op inference.Op) string {
+// ChargeOp maps an operation to its price in the credits table (the op
+// of credits.Pricing.Cost); async jobs charge with it.
+func ChargeOp(op inference.Op) string {
 	switch op {
 	case inference.OpTxt2Img:
 		return credits.OpTxt2Img
@@ -158,7 +162,9 @@ func chargeOp(op inference.Op) string {
 }
 
 // GenerateImages runs one POST /images job end to end (see the package
-// comment). Every sample is stored; the result lists them in order.
+// comment). Every sample is stored; the result lists them in order. A
+// Prepaid job is neither charged nor refunded here: its caller (the job
+// system) owns the charge.
 func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResult, error) {
 	if err := job.Validate(s.opts.Limits); err != nil {
 		return ImagesResult{}, err
@@ -188,15 +194,24 @@ func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResul
 		return ImagesResult{}, err
 	}
 
-	debit, err := s.charge(ctx, job.UserID, job.Anonymous, job.Op, job.Samples, job.Key)
-	if err != nil {
-		return ImagesResult{}, err
+	var debit credits.Debit
+	if !job.Prepaid {
+		if debit, err = s.charge(ctx, job.UserID, job.Anonymous, job.Op, job.Samples, job.Key); err != nil {
+			return ImagesResult{}, err
+		}
 	}
+	done := false
+	defer func() {
+		// Deferred, so that a panic below refunds too.
+		if !done {
+			s.refund(ctx, debit)
+		}
+	}()
 	out, err := s.generateAndStore(ctx, job, route, req, parentID)
 	if err != nil {
-		s.refund(ctx, debit)
 		return ImagesResult{}, err
 	}
+	done = true
 	return ImagesResult{Outputs: out, Charged: debit.Amount}, nil
 }
 
@@ -218,6 +233,12 @@ func (s *Service) generateAndStore(ctx context.Context, job ImageJob, route mode
 		res.Images = res.Images[:job.Samples]
 	}
 	outs := make([]Output, 0, len(res.Images))
+	done := false
+	defer func() {
+		if !done {
+			s.discard(ctx, job.UserID, outs)
+		}
+	}()
 	for i, img := range res.Images {
 		if img == nil || img.Bounds().Empty() {
 			return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned an empty image", route.Backend.Name()))
@@ -241,7 +262,24 @@ func (s *Service) generateAndStore(ctx context.Context, job ImageJob, route mode
 		}
 		outs = append(outs, Output{ID: im.ID, CDNID: im.CDNID, PNG: data, Hash: hash, Image: img, Created: created})
 	}
+	done = true
 	return outs, nil
+}
+
+// discard deletes the images a failed request stored, so that it leaves
+// nothing behind; dedup hits (Created false) are older images of the user
+// and stay. It runs even when ctx was cancelled; a failure is logged.
+func (s *Service) discard(ctx context.Context, userID int64, outs []Output) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for _, o := range outs {
+		if !o.Created {
+			continue
+		}
+		if err := s.opts.Images.Delete(ctx, userID, o.ID); err != nil && !errors.Is(err, library.ErrImageNotFound) {
+			s.log.Error("delete image of failed request failed", zap.Int64("image_id", o.ID), zap.Int64("user_id", userID), zap.Error(err))
+		}
+	}
 }
 
 // charge debits the price of units of op, idempotently per key. A replayed
@@ -252,7 +290,7 @@ func (s *Service) charge(ctx context.Context, userID int64, anonymous bool, op i
 		key = string(op) + ":" + key
 	}
 	d, err := s.opts.Charger.Charge(ctx, credits.ChargeInput{
-		UserID: userID, Anonymous: anonymous, Op: chargeOp(op), Units: units, IdempotencyKey: key,
+		UserID: userID, Anonymous: anonymous, Op: ChargeOp(op), Units: units, IdempotencyKey: key,
 	})
 	if err != nil {
 		return credits.Debit{}, err
@@ -263,20 +301,55 @@ func (s *Service) charge(ctx context.Context, userID int64, anonymous bool, op i
 	return d, nil
 }
 
-// refund gives a failed job's credits back. It runs even when ctx was
-// cancelled (the client left); a refund failure is logged, since the job's
-// own error is what the client must see.
+// Refund retries: refundAttempts tries, waiting refundBackoff, then twice
+// that, and so on, all within refundTimeout.
+const (
+	refundAttempts = 4
+	refundBackoff  = 100 * time.Millisecond
+	refundTimeout  = 15 * time.Second
+)
+
+// refund gives a failed job's credits back (a zero or free debit is a
+// no-op). It runs even when ctx was cancelled (the client left), retrying
+// transient failures a few times; a refund that still fails is logged at
+// error level, since the job's own error is what the client must see.
 func (s *Service) refund(ctx context.Context, d credits.Debit) {
 	if d.Free || d.ID == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refundTimeout)
 	defer cancel()
-	if _, err := s.opts.Charger.Refund(ctx, d.ID); err != nil {
-		s.log.Error("refund failed", zap.Int64("debit_id", d.ID), zap.Int64("user_id", d.UserID), zap.Error(err))
+	wait := refundBackoff
+	attempt := 1
+	for {
+		_, err := s.opts.Charger.Refund(ctx, d.ID)
+		if err == nil {
+			s.opts.Metrics.refunds.Inc()
+			return
+		}
+		// NotFound, Conflict (nothing to give back) and Invalid never heal.
+		permanent := apperr.Is(err, apperr.KindNotFound) || apperr.Is(err, apperr.KindConflict) || apperr.Is(err, apperr.KindInvalid)
+		if !permanent && attempt < refundAttempts && sleep(ctx, wait) {
+			attempt++
+			wait *= 2
+			continue
+		}
+		s.log.Error("refund failed, user remains charged", zap.Int64("debit_id", d.ID), zap.Int64("user_id", d.UserID),
+			zap.Int64("credits", d.Amount), zap.Int("attempts", attempt), zap.Error(err))
 		return
 	}
-	s.opts.Metrics.refunds.Inc()
+}
+
+// sleep waits d, or until ctx ends; it reports whether the wait completed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // run executes fn for op on backend inside a capacity slot, with the job

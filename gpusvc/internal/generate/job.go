@@ -116,6 +116,11 @@ type ImageJob struct {
 	Anonymous bool
 	// Key identifies the request for idempotent charging (the request ID).
 	Key string
+	// Prepaid makes GenerateImages skip its own charge and refund: the
+	// caller charged the job and refunds it on failure (async jobs, whose
+	// debit is keyed by the job so that a retry is not charged again).
+	// Never stored with a queued job.
+	Prepaid bool `json:"-"`
 
 	// Mode is the canonical legacy inference_mode and Op its operation.
 	Mode string
@@ -173,7 +178,9 @@ func (j *ImageJob) Validate(l Limits) error {
 	case inference.OpControlNetOutlines, inference.OpControlNetDepth, inference.OpControlNetSegment:
 		j.Samples = 1 // legacy: always one image, samples not read
 	case inference.OpInpaint:
-		j.Samples, j.Steps = 1, 25 // legacy: one image, 25 steps
+		// Legacy: one image, 25 steps, model_id not read (the default
+		// model serves every Mask request).
+		j.Samples, j.Steps, j.ModelID = 1, 25, ""
 	}
 	if j.Samples < 1 || j.Samples > l.MaxSamples {
 		return invalidField("samples", fmt.Sprintf("samples must be between 1 and %d", l.MaxSamples))

@@ -36,7 +36,7 @@ func (s *Service) resolveOp(ctx context.Context, modelID string, op inference.Op
 }
 
 // runRoute charges (when the caller pays), runs fn within capacity and
-// refunds on failure.
+// refunds on failure, a panic in fn included.
 func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route models.Route, fn func(ctx context.Context) error) error {
 	var debit credits.Debit
 	if c.Charged {
@@ -45,10 +45,16 @@ func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route
 			return err
 		}
 	}
+	done := false
+	defer func() {
+		if !done {
+			s.refund(ctx, debit)
+		}
+	}()
 	if err := s.run(ctx, op, route.Backend.Name(), routeUnits(op), fn); err != nil {
-		s.refund(ctx, debit)
 		return err
 	}
+	done = true
 	return nil
 }
 
@@ -105,14 +111,17 @@ func (s *Service) Upscale(ctx context.Context, c Caller, modelID string, data []
 	}
 	var out image.Image
 	err = s.runRoute(ctx, c, inference.OpUpscale, route, func(ctx context.Context) error {
-		out, err = route.Backend.Upscale(ctx, inference.UpscaleRequest{Model: route.BackendModel, Image: img, Scale: 4})
-		return err
+		if out, err = route.Backend.Upscale(ctx, inference.UpscaleRequest{Model: route.BackendModel, Image: img, Scale: 4}); err != nil {
+			return err
+		}
+		if out == nil || out.Bounds().Empty() {
+			// Inside fn, so that the charge is refunded.
+			return apperr.BadGateway(fmt.Sprintf("The %s backend returned an empty image", route.Backend.Name()))
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	if out == nil || out.Bounds().Empty() {
-		return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned an empty image", route.Backend.Name()))
 	}
 	return out, nil
 }

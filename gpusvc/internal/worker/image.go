@@ -30,10 +30,11 @@ func (w *imageWorker) Work(ctx context.Context, job *river.Job[jobs.ImageArgs]) 
 	return w.r.execute(ctx, job.JobRow, job.Args.Args, w.r.workImage)
 }
 
-// EnqueueImage queues an async image generation of a parsed POST /images
-// request for the user (POST /v1/images/generations). The request is
-// stored with the job; its range checks run when the job runs, in the
-// same code as POST /images.
+// EnqueueImage queues an async image generation of a parsed and validated
+// POST /images request for the user (POST /v1/images/generations). The
+// request is stored with the job; its range checks run again when the job
+// runs, in the same code as POST /images. A balance below the price is a
+// 402 here; the debit itself happens when the job starts.
 func (r *Runner) EnqueueImage(ctx context.Context, userID int64, job generate.ImageJob) (jobs.Job, error) {
 	if r.opts.Generate == nil {
 		return jobs.Job{}, apperr.New(apperr.KindUnsupported, "Async image generation is not available on this host")
@@ -44,7 +45,7 @@ func (r *Runner) EnqueueImage(ctx context.Context, userID int64, job generate.Im
 	err := db.InTx(ctx, r.opts.Pool, func(tx pgx.Tx) error {
 		var err error
 		out, err = r.store.Enqueue(ctx, tx, jobs.NewJob{UserID: userID, Kind: jobs.KindImage, Params: job,
-			Timeout: r.cfg.Jobs.ImageTimeout(samples)})
+			Op: generate.ChargeOp(job.Op), Units: samples, Timeout: r.cfg.Jobs.ImageTimeout(samples)})
 		return err
 	})
 	return out, err
@@ -58,9 +59,17 @@ func (r *Runner) workImage(ctx context.Context, x *run) (jobs.Outcome, func(cont
 	if err := json.Unmarshal(x.job.Params, &job); err != nil {
 		return jobs.Outcome{}, nil, permanentf("the stored request is malformed")
 	}
-	// The charge is keyed by the job, so a re-run never charges twice, and
-	// stored images are deduplicated by hash, so it never stores twice.
-	job.UserID, job.Anonymous, job.Key = x.job.UserID, false, x.job.DebitKey
+	// The job charges (keyed by the job, so a retry or a re-run after a
+	// crash replays the one debit) and the job system refunds an ERROR or
+	// CANCELED job; GenerateImages only generates and stores. Stored images
+	// are deduplicated by hash, so a re-run never stores twice.
+	job.UserID, job.Anonymous, job.Key, job.Prepaid = x.job.UserID, false, "", true
+	if err := job.Validate(r.opts.Generate.Limits()); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	if err := x.charge(ctx, generate.ChargeOp(job.Op), job.Samples); err != nil {
+		return jobs.Outcome{}, nil, err
+	}
 	if err := x.progress(ctx, 0.1, "generating"); err != nil {
 		return jobs.Outcome{}, nil, err
 	}

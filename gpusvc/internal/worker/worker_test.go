@@ -22,8 +22,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
+	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/gpusvc/internal/worker"
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/credits"
@@ -71,8 +74,14 @@ func newEnv(t *testing.T, backend inference.Backend, jc jobs.Config) *env {
 	t.Cleanup(hook.Close)
 	outbox := filepath.Join(dir, "outbox")
 	ledger := credits.NewLedger(pool, credits.Options{})
+	registry, err := models.NewRegistry(models.NewStore(pool), map[string]inference.Backend{backend.Name(): backend}, backend.Name(), nil)
+	require.NoError(t, err)
+	gen := generate.New(generate.Options{
+		Registry: registry, Capacity: capacity.New(capacity.Options{Slots: 2, Queue: 4}), Charger: ledger,
+		Images: library.NewImages(pool, st, zap.NewNop()), Parents: generate.NewParents(pool), Limits: generate.DefaultLimits,
+	})
 	r, err := worker.New(worker.Options{
-		Pool: pool, Redis: rc, RedisPrefix: prefix, Backend: backend, Storage: st, Ledger: ledger,
+		Pool: pool, Redis: rc, RedisPrefix: prefix, Backend: backend, Storage: st, Ledger: ledger, Generate: gen,
 		Email:   email.NewOutbox(outbox, mail.Address{Address: "admin@nounsai.wtf"}),
 		Discord: notify.NewDiscord(hook.URL, nil), AppBaseURL: "http://127.0.0.1:8080",
 		Config: worker.Config{Jobs: jc, Concurrency: 2}, Log: testLogger(t),

@@ -1,0 +1,224 @@
+package generate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
+	"github.com/nounsai/sdserver/gpusvc/internal/generate"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/models"
+	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/library"
+	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/storage"
+)
+
+// flakyCharger is the real ledger whose first refundFailures refunds fail
+// as a dropped database connection would.
+type flakyCharger struct {
+	*credits.Ledger
+	refundFailures atomic.Int32
+	refundCalls    atomic.Int32
+}
+
+func (c *flakyCharger) Refund(ctx context.Context, debitID int64) (credits.Refund, error) {
+	c.refundCalls.Add(1)
+	if c.refundFailures.Add(-1) >= 0 {
+		return credits.Refund{}, errors.New("conn closed")
+	}
+	return c.Ledger.Refund(ctx, debitID)
+}
+
+// failingImages is the real image store whose failAt-th Create (counted
+// from 1 over the fixture's life; 0 = never) fails.
+type failingImages struct {
+	*library.Images
+	failAt int32
+	calls  atomic.Int32
+}
+
+func (f *failingImages) Create(ctx context.Context, n library.NewImage) (library.Image, bool, error) {
+	if f.calls.Add(1) == f.failAt {
+		return library.Image{}, false, errors.New("storage unavailable")
+	}
+	return f.Images.Create(ctx, n)
+}
+
+// panickyBackend is the built-in backend whose image operations panic and
+// whose Interrogate fails.
+type panickyBackend struct{ inference.Backend }
+
+func (panickyBackend) Generate(context.Context, inference.ImageRequest) (inference.ImageResult, error) {
+	panic("backend bug")
+}
+
+func (panickyBackend) Upscale(context.Context, inference.UpscaleRequest) (image.Image, error) {
+	panic("backend bug")
+}
+
+func (panickyBackend) Interrogate(context.Context, string, image.Image) (string, error) {
+	return "", &inference.UpstreamError{Backend: "nouns", Status: 500, Message: "boom"}
+}
+
+type fixture struct {
+	svc     *generate.Service
+	pool    *pgxpool.Pool
+	charger *flakyCharger
+	images  *failingImages
+	user    int64
+}
+
+// newFixture builds the pipeline on a fresh database with the built-in
+// backend (wrapped by wrap when non-nil) and a user holding 100 credits.
+func newFixture(t *testing.T, wrap func(inference.Backend) inference.Backend, failCreateAt int32) *fixture {
+	t.Helper()
+	pool := dbtest.New(t)
+	st, err := storage.NewLocal(filepath.Join(t.TempDir(), "storage"), "http://127.0.0.1:1/media")
+	require.NoError(t, err)
+	var b inference.Backend
+	b, err = nouns.New(nouns.Options{})
+	require.NoError(t, err)
+	if wrap != nil {
+		b = wrap(b)
+	}
+	reg, err := models.NewRegistry(models.NewStore(pool), map[string]inference.Backend{b.Name(): b}, b.Name(), nil)
+	require.NoError(t, err)
+	f := &fixture{pool: pool, charger: &flakyCharger{Ledger: credits.NewLedger(pool, credits.Options{})},
+		images: &failingImages{Images: library.NewImages(pool, st, zap.NewNop()), failAt: failCreateAt}}
+	f.svc = generate.New(generate.Options{Registry: reg, Capacity: capacity.New(capacity.Options{Slots: 2, Queue: 4}),
+		Charger: f.charger, Images: f.images, Parents: generate.NewParents(pool), Limits: generate.DefaultLimits,
+		Timeout: time.Minute})
+	require.NoError(t, pool.QueryRow(context.Background(), `INSERT INTO users (email, password, metadata) VALUES ($1, 'x', '{}') RETURNING id`,
+		fmt.Sprintf("g%d@example.com", time.Now().UnixNano())).Scan(&f.user))
+	_, err = f.charger.Grant(context.Background(), nil, credits.GrantInput{UserID: f.user, Amount: 100, Memo: "test"})
+	require.NoError(t, err)
+	return f
+}
+
+func (f *fixture) balance(t *testing.T) int64 {
+	t.Helper()
+	b, err := f.charger.Balance(context.Background(), f.user)
+	require.NoError(t, err)
+	return b
+}
+
+func (f *fixture) imageIDs(t *testing.T) []int64 {
+	t.Helper()
+	ids, err := f.images.ListIDs(context.Background(), library.ListOptions{UserID: f.user, Limit: 100})
+	require.NoError(t, err)
+	return ids
+}
+
+func txt2img(userID, seed int64, samples int, key string) generate.ImageJob {
+	return generate.ImageJob{UserID: userID, Key: key, Mode: generate.ModeTxt2Img, Op: inference.OpTxt2Img,
+		Prompt: "a frog", Samples: samples, Steps: 10, Seed: seed, AspectRatio: "128:128", Width: 128, Height: 128}
+}
+
+func testPNG(t *testing.T, side int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, side, side))
+	for y := range side {
+		for x := range side {
+			img.Set(x, y, color.RGBA{uint8(x * 3), uint8(y * 3), 90, 255})
+		}
+	}
+	data, err := media.EncodePNG(img)
+	require.NoError(t, err)
+	return data
+}
+
+// A backend that panics in POST /images still gets the charge refunded,
+// even when the first refunds fail.
+func TestGenerateImagesPanicRefunds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(b inference.Backend) inference.Backend { return panickyBackend{b} }, 0)
+	f.charger.refundFailures.Store(2)
+	require.Panics(t, func() {
+		_, _ = f.svc.GenerateImages(context.Background(), txt2img(f.user, 1, 2, "req-panic"))
+	})
+	require.Equal(t, int64(100), f.balance(t))
+	require.EqualValues(t, 3, f.charger.refundCalls.Load(), "two failed refunds, then one that worked")
+}
+
+// The charged model routes refund on a backend error through transient
+// refund failures, and on a backend panic.
+func TestModelRoutesRefundRetriedAndPanicSafe(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(b inference.Backend) inference.Backend { return panickyBackend{b} }, 0)
+	caller := generate.Caller{UserID: f.user, Charged: true, Key: "req-interrogate"}
+	f.charger.refundFailures.Store(2)
+	_, err := f.svc.Interrogate(context.Background(), caller, "", testPNG(t, 96))
+	require.True(t, apperr.Is(err, apperr.KindBadGateway), "got %v", err)
+	require.Equal(t, int64(100), f.balance(t))
+
+	caller.Key = "req-upscale"
+	require.Panics(t, func() {
+		_, _ = f.svc.Upscale(context.Background(), caller, "", testPNG(t, 96))
+	})
+	require.Equal(t, int64(100), f.balance(t))
+}
+
+// A refund that keeps failing is given up after a bounded number of tries.
+func TestRefundGivesUp(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(b inference.Backend) inference.Backend { return panickyBackend{b} }, 0)
+	f.charger.refundFailures.Store(1000)
+	_, err := f.svc.Interrogate(context.Background(), generate.Caller{UserID: f.user, Charged: true, Key: "k"}, "", testPNG(t, 96))
+	require.Error(t, err)
+	require.EqualValues(t, 4, f.charger.refundCalls.Load())
+	require.Less(t, f.balance(t), int64(100))
+}
+
+// When storing sample k fails, the samples this request stored before it
+// are deleted and the charge refunded, but an older image that a sample
+// deduplicated to stays.
+func TestPartialStoreFailureIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Creates: 1 = the older image, 2..4 = samples 0..2 of the request.
+	f := newFixture(t, nil, 4)
+	// Sample i of seed s is the Noun of seed s+i, so sample 1 of seed 20 is
+	// this image.
+	older, err := f.svc.GenerateImages(ctx, txt2img(f.user, 21, 1, "req-older"))
+	require.NoError(t, err)
+	require.Equal(t, int64(99), f.balance(t))
+
+	_, err = f.svc.GenerateImages(ctx, txt2img(f.user, 20, 3, "req-partial"))
+	require.Error(t, err)
+	require.EqualValues(t, 4, f.images.calls.Load())
+	require.Equal(t, []int64{older.Outputs[0].ID}, f.imageIDs(t), "only the older image is left")
+	require.Equal(t, int64(99), f.balance(t), "the failed request was refunded")
+}
+
+// Mask mode ignores model_id (legacy §11): the SDXL id, which does not
+// offer inpainting, still runs on the default model.
+func TestMaskIgnoresModelID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil, 0)
+	const side = 96
+	bits := make([]bool, side*side)
+	for i := range bits {
+		bits[i] = i%side < side/2
+	}
+	job := generate.ImageJob{UserID: f.user, Key: "req-mask", Mode: generate.ModeMask, Op: inference.OpInpaint,
+		ModelID: "alx-ai/sdxl-noggles-nowrong:9a487e8991d1d9a2ea46a3e4933cafff201f5512b037cc046ff1cce878b143ef",
+		Prompt:  "a frog", Samples: 1, Steps: 25, Seed: 5, Input: testPNG(t, side), Mask: generate.PackMask(bits)}
+	res, err := f.svc.GenerateImages(context.Background(), job)
+	require.NoError(t, err)
+	require.Len(t, res.Outputs, 1)
+}
