@@ -136,10 +136,32 @@ func (a *App) routesLibrary() error {
 		ImageLimits:     media.Limits{MaxWidth: side, MaxHeight: side},
 		OnAudioQueued:   a.jobs.OnAudioQueued,
 		OnProjectQueued: a.jobs.OnProjectQueued,
+		JobOf:           a.jobOf,
 		Log:             a.log,
 	})
 	a.library.Register(a.echo)
 	return nil
+}
+
+// jobOf returns the public id of the newest job of an audio row
+// ("audio") or video project ("video_project").
+func (a *App) jobOf(ctx context.Context, kind string, id int64) (string, error) {
+	var (
+		j   jobs.Job
+		err error
+	)
+	switch kind {
+	case "audio":
+		j, err = a.jobs.ForAudio(ctx, id)
+	case "video_project":
+		j, err = a.jobs.ForVideoProject(ctx, id)
+	default:
+		return "", fmt.Errorf("job of unknown kind %q", kind)
+	}
+	if err != nil {
+		return "", err
+	}
+	return j.PublicID, nil
 }
 
 // routesCredits registers the credits area: GET /pricing, the owner's

@@ -59,9 +59,28 @@ type Options struct {
 	// OnAudioQueued and OnProjectQueued are the job-queue hooks; nil
 	// means no hook (the rows are left QUEUED for a poller).
 	OnAudioQueued, OnProjectQueued QueuedFunc
+	// JobOf, when set, returns the public id of the active job of a queued
+	// row (kind "audio" or "video_project"), so that the answers that queue
+	// work also name the job (GET /v1/jobs/<job_id>); "" when there is none.
+	JobOf func(ctx context.Context, kind string, id int64) (string, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *zap.Logger
+}
+
+// jobOf returns the public id of the active job of a queued row, or "" (no
+// lookup configured, none found, or the lookup failed: the id is a
+// convenience, the legacy state fields stay the contract).
+func (a *API) jobOf(ctx context.Context, kind string, id int64) string {
+	if a.opts.JobOf == nil {
+		return ""
+	}
+	jid, err := a.opts.JobOf(ctx, kind, id)
+	if err != nil {
+		a.log.Warn("job id lookup failed", zap.String("kind", kind), zap.Int64("id", id), zap.Error(err))
+		return ""
+	}
+	return jid
 }
 
 // API holds the handlers. Build it with New and register it with Register.

@@ -37,8 +37,16 @@ func toAudioRow(a audio) audioRow {
 		Name: a.Name, Size: a.Size, State: a.State, UpdatedAt: epochMS(a.UpdatedAt), UserID: a.UserID}
 }
 
-func createdAudio(c echo.Context, a audio) error {
-	return c.JSON(http.StatusOK, map[string]any{"id": a.ID, "cdn_id": a.CDNID})
+// createdAudio is the legacy {"id", "cdn_id"} answer, plus "job_id" (the
+// job that generates a queued row) when there is one.
+func (a *API) createdAudio(c echo.Context, row audio) error {
+	body := map[string]any{"id": row.ID, "cdn_id": row.CDNID}
+	if row.State != nil && *row.State == stateQueued {
+		if jid := a.jobOf(c.Request().Context(), "audio", row.ID); jid != "" {
+			body["job_id"] = jid
+		}
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 // checkPrompt trims and bounds a prompt.
@@ -91,7 +99,7 @@ func (a *API) handleAudioCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return createdAudio(c, row)
+	return a.createdAudio(c, row)
 }
 
 // parentAudio reads {"id": N, ...} and returns the caller's audio N.
@@ -141,7 +149,7 @@ func (a *API) handleAudioExtend(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return createdAudio(c, row)
+	return a.createdAudio(c, row)
 }
 
 // handleAudioSplit serves POST /audio-split {"id"}: a QUEUED stem split of
@@ -167,7 +175,7 @@ func (a *API) handleAudioSplit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return createdAudio(c, row)
+	return a.createdAudio(c, row)
 }
 
 // handleAudioUpload serves POST /users/<id>/audios (multipart `audio`): the
@@ -192,7 +200,7 @@ func (a *API) handleAudioUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return createdAudio(c, row)
+	return a.createdAudio(c, row)
 }
 
 // handleAudioList serves GET /users/<id>/audios, newest first, paged.

@@ -140,5 +140,9 @@ func (a *API) handleProjectQueue(c echo.Context) error {
 		return err
 	}
 	a.cleanup.later(c.Request().Context(), old)
-	return statusOK(c)
+	body := map[string]string{"status": "success"}
+	if jid := a.jobOf(c.Request().Context(), "video_project", id); jid != "" {
+		body["job_id"] = jid
+	}
+	return c.JSON(http.StatusOK, body)
 }
