@@ -366,7 +366,7 @@ func reportCPU(b *testing.B) {
 	start := cpuTime(b)
 	b.Cleanup(func() {
 		if b.N > 0 {
-			b.ReportMetric(float64((cpuTime(b) - start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		}
 	})
 }
