@@ -45,6 +45,8 @@ var routeCost = map[string]float64{
 	// POST /v1/images/generations only queues a job (202); a River worker
 	// on any host does the work later.
 	"/v1/images/generations": 0.05,
+	// GET /models reads the registry; no GPU work.
+	"/models": 0.01,
 }
 
 // imageRequest holds the few fields of a generation body the estimate needs

@@ -47,15 +47,20 @@ const (
 	RouteUpscale
 	RouteMask
 	RouteGenerations
+	RouteModels
 	numRoutes
 )
 
 // routeNames are the metric label values of the route classes.
-var routeNames = [numRoutes]string{"account", "images", "extend_prompt", "interrogate", "upscale", "mask", "v1_images_generations"}
+var routeNames = [numRoutes]string{"account", "images", "extend_prompt", "interrogate", "upscale", "mask", "v1_images_generations", "models"}
 
 // Classify returns the route class of a request: one of the GPU routes for a
-// POST to a GPU path, else RouteAccount.
+// POST to a GPU path or GET /models (the model registry as a GPU host
+// serves it, with what its backends support), else RouteAccount.
 func Classify(method, path string) int {
+	if method == http.MethodGet && path == "/models" {
+		return RouteModels
+	}
 	if method != http.MethodPost {
 		return RouteAccount
 	}
@@ -401,7 +406,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 // it is.
 func learns(st *request) bool {
 	switch st.route {
-	case RouteAccount, RouteGenerations:
+	case RouteAccount, RouteGenerations, RouteModels:
 		return false
 	}
 	return !st.failure && st.status >= 200 && st.status < 300

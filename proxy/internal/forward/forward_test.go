@@ -492,3 +492,26 @@ func TestResponseHeadersMerge(t *testing.T) {
 	require.Equal(t, []string{"client-id"}, resp.Header["X-Request-Id"])
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 }
+
+// TestRouteClasses: the GPU routes (POST) and GET /models go to the GPU
+// pool, everything else to the account pool.
+func TestRouteClasses(t *testing.T) {
+	t.Parallel()
+	gpu, account := echoBackend(t, "gpu"), echoBackend(t, "account")
+	f := newFixture(t, forward.Config{}, []string{gpu.URL}, []string{account.URL})
+	tests := []struct{ method, path, want string }{
+		{"POST", "/images", "gpu"},
+		{"POST", "/mask", "gpu"},
+		{"POST", "/v1/images/generations", "gpu"},
+		{"GET", "/models", "gpu"},
+		{"GET", "/images", "account"},
+		{"POST", "/models", "account"},
+		{"GET", "/users/1", "account"},
+		{"GET", "/v1/jobs/x", "account"},
+	}
+	for _, tt := range tests {
+		resp, body := do(t, tt.method, f.proxy.URL+tt.path, strings.NewReader(`{}`), nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s %s", tt.method, tt.path)
+		require.Equal(t, tt.want, decodeEcho(t, body).Backend, "%s %s", tt.method, tt.path)
+	}
+}
