@@ -121,10 +121,12 @@ func (a *App) routes(ctx context.Context) error {
 		return err
 	}
 	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait})
+	// One ledger charges both the synchronous routes and the jobs.
+	ledger := credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
 	gen := generate.New(generate.Options{
 		Registry: registry,
 		Capacity: a.capacity,
-		Charger:  credits.NewLedger(a.pool, a.cfg.Credits.Options(nil)),
+		Charger:  ledger,
 		Images:   library.NewImages(a.pool, store, a.log),
 		Parents:  generate.NewParents(a.pool),
 		Limits:   a.cfg.Limits,
@@ -133,7 +135,7 @@ func (a *App) routes(ctx context.Context) error {
 		Metrics:  generate.NewMetrics(a.reg, a.capacity),
 		Log:      a.log,
 	})
-	if err := a.newJobRunner(backends, store, gen); err != nil {
+	if err := a.newJobRunner(backends, store, gen, ledger); err != nil {
 		return err
 	}
 	revocations := auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)

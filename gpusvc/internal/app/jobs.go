@@ -15,7 +15,7 @@ import (
 
 // newJobRunner builds the durable-job workers on the default backend
 // (audio, video projects) and the generation service (async images).
-func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Store, gen *generate.Service) error {
+func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Store, gen *generate.Service, ledger *credits.Ledger) error {
 	backend, ok := backends[a.cfg.Inference.Default]
 	if !ok {
 		return fmt.Errorf("jobs: backend %q is not configured", a.cfg.Inference.Default)
@@ -30,7 +30,7 @@ func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Sto
 		RedisPrefix: a.cfg.RedisPrefix,
 		Backend:     backend,
 		Storage:     st,
-		Ledger:      credits.NewLedger(a.pool, a.cfg.Credits.Options(nil)),
+		Ledger:      ledger,
 		Generate:    gen,
 		Email:       sender,
 		Discord:     notify.NewDiscord(a.cfg.Worker.VideoWebhookURL, nil),
