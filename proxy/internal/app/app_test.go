@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -379,4 +380,23 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 		}
 	}
 	require.Equal(t, []int{200, 200, 200, 200, 200, 429, 429, 429}, codes)
+}
+
+// TestCORSHeadersNotDuplicated: the proxy owns CORS on the data path; an
+// upstream's own allow-origin and Vary: Origin must not be added twice.
+func TestCORSHeadersNotDuplicated(t *testing.T) {
+	t.Parallel()
+	acct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+		w.Header().Add("Vary", "Origin")
+		w.Header().Add("Vary", "Accept-Encoding")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(acct.Close)
+	p := startProxy(t, testConfig(acct.URL), dbtest.New(t))
+	status, _, hdr := send(t, "GET", p.url+"/users/1", "", map[string]string{"Origin": "https://nouns.ai"})
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, []string{"https://nouns.ai"}, hdr.Values("Access-Control-Allow-Origin"))
+	require.Equal(t, []string{"Origin", "Accept-Encoding"}, hdr.Values("Vary"))
 }

@@ -505,6 +505,21 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		delete(resp.Header, "Access-Control-Allow-Origin")
 		delete(resp.Header, "Access-Control-Allow-Credentials")
 		delete(resp.Header, "Access-Control-Expose-Headers")
+		// The edge already varies on Origin; keep the upstream's other
+		// Vary values only.
+		if v := resp.Header["Vary"]; len(v) > 0 {
+			kept := v[:0]
+			for _, x := range v {
+				if !strings.EqualFold(x, "Origin") {
+					kept = append(kept, x)
+				}
+			}
+			if len(kept) == 0 {
+				delete(resp.Header, "Vary")
+			} else {
+				resp.Header["Vary"] = kept
+			}
+		}
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		moveHeaders(st.w.Header(), resp.Header)
