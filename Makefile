@@ -1,6 +1,6 @@
 # Nouns AI backend: one Makefile for the go.work workspace. Targets that check
 # code loop over every module (like riverqueue/river's Makefile); see
-# /work/shared/stack.md for what `make run` and `make test` promise.
+# docs/development.md for what `make run` and `make test` promise.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh (`make run`) starts the whole local stack in the foreground, as
-# /work/shared/stack.md describes: it builds the binaries into bin/, ensures
+# docs/development.md describes: it builds the binaries into bin/, ensures
 # PostgreSQL and Redis (scripts/services.sh), applies the migrations, registers
 # the local gpusvc instances in api_hosts, then runs the proxy, accountsvc and
 # the gpusvc instances with their logs interleaved and prefixed by name.
@@ -45,7 +45,7 @@ for a in "${gpusvc_raw[@]}"; do
 done
 ((${#gpusvc_addrs[@]} > 0)) || die "GPUSVC_ADDRS names no address"
 
-# The development defaults of stack.md; printed below, never for production.
+# The development defaults of docs/development.md; printed below, never for production.
 dev_jwt_secret=nounsai-dev-jwt-secret-do-not-use-in-production
 export JWT_SECRET=${JWT_SECRET:-$dev_jwt_secret}
 export CHALLENGE_TOKEN=${CHALLENGE_TOKEN:-dev-challenge-token}

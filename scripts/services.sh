@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # services.sh finds or starts the data stores the stack needs (PostgreSQL and
 # Redis) and the media tools (ffmpeg, ffprobe; with SERVICES_TEST_TOOLS=1 also
-# chromium for the browser test), following /work/shared/stack.md:
+# chromium for the browser test), following docs/development.md:
 #
 #   1. $DATABASE_URL / $REDIS_URL when set;
 #   2. else a server already answering on 127.0.0.1:5432 (user postgres, trust

@@ -8,7 +8,7 @@ import (
 	texttemplate "text/template"
 )
 
-// The legacy subjects (legacy-api.md §6.1), plus the notice sent when
+// The legacy subjects (docs/legacy-contract.md §6.1), plus the notice sent when
 // someone signs up with an address that already has an account.
 const (
 	SubjectVerification  = "NounsAI Playground Verification"

@@ -1,4 +1,4 @@
--- Fixes for the legacy schema defects D1-D3 (docs: legacy-api.md §10) that can
+-- Fixes for the legacy schema defects D1-D3 (docs/legacy-contract.md §10) that can
 -- be made without dropping or rewriting a single row: the audio unique key the
 -- README meant to create, a primary key on links, case-insensitive email
 -- lookups and the indexes every hot query needs.

@@ -14,7 +14,7 @@
 --     inference.Op); NULL means everything its backend offers. The effective
 --     set is always intersected with what the backend reports.
 --   * description, enabled, updated_at.
--- Seeds the legacy ids (legacy-api.md §11) and a "nouns" model for the
+-- Seeds the legacy ids (docs/legacy-contract.md §11) and a "nouns" model for the
 -- built-in backend; existing rows are left exactly as they are.
 
 -- +goose Up
@@ -51,7 +51,7 @@ INSERT INTO models (model_id, backend, backend_model, capabilities, description)
      'Legacy SD 1.5 base for ControlNet Depth and Segmentation')
 ON CONFLICT (model_id) DO NOTHING;
 
--- The legacy anonymous account (id 67, legacy-api.md §2): token-less POST
+-- The legacy anonymous account (id 67, docs/legacy-contract.md §2): token-less POST
 -- /images stores its images under it, and images.user_id references users.
 -- Production already has the row (then nothing happens); a fresh database
 -- gets a row nobody can log in as (the password is not a hash) and the id

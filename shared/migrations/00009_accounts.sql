@@ -1,7 +1,7 @@
 -- Accounts (accountsvc/internal/account): hashed, expiring verification and
 -- reset keys, declarative referral rewards paid at most once, and room for
 -- argon2id hashes. Fixes legacy defects S4, S7, S10, C3 and part of D3
--- (docs: legacy-api.md §10) without rewriting a legacy row:
+-- (docs/legacy-contract.md §10) without rewriting a legacy row:
 --
 --   * users.password is widened to VARCHAR(255) (argon2id PHC strings are
 --     about 100 characters today; stronger parameters must still fit).

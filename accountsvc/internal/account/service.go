@@ -22,7 +22,7 @@ import (
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
-// Legacy public messages (legacy-api.md §3.1).
+// Legacy public messages (docs/legacy-contract.md §3.1).
 const (
 	MsgInvalidCredentials = "Invalid credentials!"
 	MsgNotVerified        = "Email not verified!"

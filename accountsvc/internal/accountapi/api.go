@@ -1,5 +1,5 @@
 // Package accountapi is the HTTP API of accounts, login and referrals
-// (legacy-api.md §3.1), wire-compatible with the legacy frontend: same
+// (docs/legacy-contract.md §3.1), wire-compatible with the legacy frontend: same
 // paths, methods, headers, request fields and success and error bodies,
 // with the legacy defects S1-S4, S7, S10, R1-R4 and C1-C3 fixed.
 //

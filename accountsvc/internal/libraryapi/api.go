@@ -1,7 +1,7 @@
 // Package libraryapi serves the user's library over HTTP with the legacy
 // wire contract: the non-generating image routes (gallery, templates,
 // uploads, the user's images), audio, share links, uploaded videos and
-// video projects (legacy-api.md §3.2–§3.6). Handlers parse and check the
+// video projects (docs/legacy-contract.md §3.2–§3.6). Handlers parse and check the
 // request, call the stores in this package or shared/library, and map rows
 // to the legacy JSON shapes (epoch-millisecond times, sorted keys, minus
 // secrets).

@@ -10,7 +10,7 @@ import (
 )
 
 // Register adds the library routes to e with the legacy auth kind and
-// per-route rate limit of each (legacy-api.md §3.2–§3.6; check order: auth,
+// per-route rate limit of each (docs/legacy-contract.md §3.2–§3.6; check order: auth,
 // then the limit, then the handler).
 func (a *API) Register(e *echo.Echo) {
 	jwt := a.opts.Verifier.Required()

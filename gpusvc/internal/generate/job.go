@@ -10,7 +10,7 @@ import (
 	"github.com/nounsai/sdserver/shared/apperr"
 )
 
-// The legacy inference_mode values of POST /images (legacy-api.md §11).
+// The legacy inference_mode values of POST /images (docs/legacy-contract.md §11).
 const (
 	ModeTxt2Img      = "Text to Image"
 	ModeImg2Img      = "Image to Image"

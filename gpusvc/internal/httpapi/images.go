@@ -35,7 +35,7 @@ func (h *handlers) readImageJob(c echo.Context) (generate.ImageJob, error) {
 	return parseImageJob(b, h.gen.Limits())
 }
 
-// parseImageJob reads the legacy POST /images body (legacy-api.md §11).
+// parseImageJob reads the legacy POST /images body (docs/legacy-contract.md §11).
 func parseImageJob(b body, lim generate.Limits) (generate.ImageJob, error) {
 	var j generate.ImageJob
 	mode, err := b.str("inference_mode", true)

@@ -1,6 +1,6 @@
 // Package worker runs the durable jobs inside gpusvc: River workers for
 // async image generation, audio jobs and video project renders (replacing
-// the legacy cron + flock scripts, legacy-api.md §7, §8), plus the sweep
+// the legacy cron + flock scripts, docs/legacy-contract.md §7, §8), plus the sweep
 // that retries jobs whose worker died and adopts QUEUED legacy rows that
 // have no job.
 //
