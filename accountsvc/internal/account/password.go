@@ -128,17 +128,6 @@ func (h *Hasher) VerifyDummy(password string) {
 	_, _ = verifyArgon2(h.dummy, password)
 }
 
-// IsHash reports whether s looks like a password hash this package writes
-// or reads (used to recognise the legacy frontend echoing the stored hash).
-func IsHash(s string) bool {
-	for _, p := range []string{"$argon2id$", "$5$", "$6$", "$2a$", "$2b$", "$2y$"} {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // verifyArgon2 parses an argon2id PHC string and checks password against
 // it in constant time. Parameters are bounded so that a corrupt row cannot
 // make a login allocate gigabytes.

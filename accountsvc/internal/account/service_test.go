@@ -405,7 +405,7 @@ func TestProfilePasswordLockout(t *testing.T) {
 	_, err = f.svc.Login(ctx, "198.51.100.1", "pl@example.com", "password-1")
 	requireKind(t, err, apperr.KindTooManyRequests, MsgTooManyFailures)
 	hash, version := f.storedPassword(t, id)
-	ok, _ := f.svc.Hasher.Verify(hash, "password-1")
+	ok, _ := f.svc.hasher.Verify(hash, "password-1")
 	require.True(t, ok, "the password is unchanged")
 	require.Zero(t, version)
 }
