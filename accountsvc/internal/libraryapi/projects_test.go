@@ -184,3 +184,47 @@ func TestVideosEndToEnd(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, r.Status)
 	require.JSONEq(t, `{"error":"Video not found"}`, string(r.Body))
 }
+
+// A video frame made public must not reveal the private video it came
+// from: the gallery and the template route show its metadata without
+// video_cdn_id, and nested private keys and data URLs go too (#13.8).
+func TestPublicFrameHidesItsVideo(t *testing.T) {
+	t.Parallel()
+	env := lt.New(t, lt.Options{})
+	alice := env.NewUser(t, "alice@example.com")
+	r := env.Do(t, http.MethodPost, "/users/videos", alice.Token, lt.Upload("video", "clip.mp4", clip(t, "1")))
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	v := r.Map(t)
+	videoCDN := v["cdn_id"].(string)
+	frameID := int64(v["start_frame_id"].(float64))
+	frameCDN := v["start_frame_cdn_id"].(string)
+
+	one := fmt.Sprintf("/users/%d/images/%d", alice.ID, frameID)
+	r = env.Do(t, http.MethodPut, one, alice.Token, map[string]any{"is_public": true, "is_liked": nil})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	r = env.Do(t, http.MethodGet, "/images", "", nil)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.NotContains(t, string(r.Body), videoCDN, "the gallery leaks the private video's key")
+	var gallery []map[string]any
+	r.JSON(t, &gallery)
+	require.Len(t, gallery, 1)
+	require.Equal(t, map[string]any{"user_uploaded": true, "video_duration": v["duration"]}, gallery[0]["metadata"])
+
+	// The same frame as a template, with nested inputs in its metadata.
+	_, err := env.Pool.Exec(context.Background(), `UPDATE images SET metadata = json_build_object(
+		'template', true, 'video_cdn_id', $2::text,
+		'info', json_build_object('mask', 'MMMM', 'frames', json_build_array('data:image/png;base64,DDDD', 'kept'))) WHERE id = $1`,
+		frameID, videoCDN)
+	require.NoError(t, err)
+	r = env.Do(t, http.MethodGet, "/templates/"+frameCDN, "", nil)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	for _, secret := range []string{videoCDN, "MMMM", "DDDD"} {
+		require.NotContains(t, string(r.Body), secret)
+	}
+	require.Equal(t, map[string]any{"template": true, "info": map[string]any{"frames": []any{"kept"}}}, r.Map(t)["metadata"])
+
+	// The owner still sees everything.
+	r = env.Do(t, http.MethodGet, one, alice.Token, nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Contains(t, string(r.Body), videoCDN)
+}

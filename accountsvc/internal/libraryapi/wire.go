@@ -191,7 +191,8 @@ func toImageRow(im library.Image) imageRow {
 
 // publicImageRow is an image as anyone may see it (gallery, templates):
 // the legacy keys minus hash, with the inline columns blanked to "0" and
-// the metadata stripped of input images and masks (legacy S1). user_id
+// the metadata as library.PublicMetadata shows it (no input images, masks
+// or references to private objects; legacy S1). user_id
 // stays: the frontend builds the CDN URL <user_id>/<cdn_id>-full.png.
 type publicImageRow struct {
 	Base64      string          `json:"base_64"`
@@ -210,41 +211,9 @@ type publicImageRow struct {
 func toPublicImageRow(im library.Image) publicImageRow {
 	return publicImageRow{
 		Base64: "0", CDNID: strOrNull(im.CDNID), CreatedAt: epochMS(im.CreatedAt), ID: im.ID,
-		IsLiked: im.IsLiked, IsPublic: im.IsPublic, Metadata: publicMetadata(im.Metadata), ParentID: im.ParentID,
+		IsLiked: im.IsLiked, IsPublic: im.IsPublic, Metadata: library.PublicMetadata(im.Metadata), ParentID: im.ParentID,
 		ThumbBase64: "0", UpdatedAt: epochMS(im.UpdatedAt), UserID: im.UserID,
 	}
-}
-
-// privateMetadataKeys are generation inputs that carry the requester's own
-// images or masks, or account details.
-var privateMetadataKeys = map[string]bool{
-	"base_64": true, "base64": true, "mask": true, "init_image": true, "image": true, "input_image": true,
-	"images": true, "control_image": true, "user_id": true, "email": true, "token": true, "Authorization": true,
-}
-
-// publicMetadata returns the metadata object without private keys and
-// without any string value that is long or a data URL (an inlined input,
-// whatever its key). Anything but an object becomes {}.
-func publicMetadata(raw []byte) json.RawMessage {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return json.RawMessage("{}")
-	}
-	for k, v := range m {
-		if privateMetadataKeys[k] || privateMetadataKeys[strings.ToLower(k)] {
-			delete(m, k)
-			continue
-		}
-		var s string
-		if json.Unmarshal(v, &s) == nil && (len(s) > 2048 || strings.HasPrefix(strings.TrimSpace(s), "data:")) {
-			delete(m, k)
-		}
-	}
-	out, err := json.Marshal(m)
-	if err != nil {
-		return json.RawMessage("{}")
-	}
-	return out
 }
 
 // statusOK is the legacy {"status":"success"} answer.
