@@ -3,8 +3,8 @@
 // client. Tests talk to Env.URL only, so the same tests run through the
 // proxy by pointing URL at a proxy in front of Env.Handler: when
 // $LIBRARYTEST_PROXY names a proxy binary (proxy/cmd/proxy), New starts it
-// in front of the API and sets URL to it (the e2e package runs the library
-// tests that way).
+// in front of the API and sets URL to it (the whole-stack tests in e2e/ run
+// the library tests that way).
 //
 // This package is for tests only and must never be imported by production
 // code.
@@ -31,12 +31,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/nounsai/sdserver/accountsvc/internal/e2e"
 	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/dbtest"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
+	"github.com/nounsai/sdserver/shared/proctest"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/storage"
 	"github.com/nounsai/sdserver/shared/storage/bunnytest"
@@ -144,7 +144,7 @@ func startProxy(tb testing.TB, bin, direct, databaseURL, redisPrefix string, opt
 	if bodyLimit == 0 {
 		bodyLimit = 5 << 20
 	}
-	return e2e.Start(tb, bin, map[string]string{
+	return proctest.Start(tb, bin, map[string]string{
 		"HTTP_ADDR":       "127.0.0.1:0",
 		"DATABASE_URL":    databaseURL,
 		"REDIS_URL":       redisURL,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,13 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/nounsai/sdserver/accountsvc/internal/app"
-	"github.com/nounsai/sdserver/accountsvc/internal/e2e"
-	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/proctest"
 )
 
 // Secrets of the test stack.
@@ -33,7 +28,7 @@ const (
 	adminToken = "e2e-admin-token"
 )
 
-// binDir holds the proxy and gpusvc binaries, built once by TestMain. It is
+// binDir holds the proxy, accountsvc and gpusvc binaries, built once by TestMain. It is
 // the one package-level variable: TestMain has no testing.TB to pass it
 // down with.
 var binDir string
@@ -57,7 +52,7 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// buildBinaries builds the proxy and gpusvc into dir, from the workspace
+// buildBinaries builds the proxy, accountsvc and gpusvc into dir, from the workspace
 // root (the go.work makes the other modules' main packages buildable).
 func buildBinaries(dir string) error {
 	root, err := workspaceRoot()
@@ -67,11 +62,12 @@ func buildBinaries(dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator),
-		"github.com/nounsai/sdserver/proxy/cmd/proxy", "github.com/nounsai/sdserver/gpusvc/cmd/gpusvc")
+		"github.com/nounsai/sdserver/proxy/cmd/proxy", "github.com/nounsai/sdserver/accountsvc/cmd/accountsvc",
+		"github.com/nounsai/sdserver/gpusvc/cmd/gpusvc")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("build proxy and gpusvc: %w\n%s", err, out)
+		return fmt.Errorf("build the service binaries: %w\n%s", err, out)
 	}
 	return nil
 }
@@ -95,7 +91,7 @@ func workspaceRoot() (string, error) {
 	}
 }
 
-// stack is accountsvc (in-process), one gpusvc and the proxy in front of
+// stack is accountsvc, one gpusvc and the proxy in front of
 // both, sharing a database, a Redis prefix and a storage folder.
 type stack struct {
 	// ProxyURL is the public entry; AccountURL and GPUURL the services
@@ -159,14 +155,15 @@ func newStack(tb testing.TB) *stack {
 		return out
 	}
 
-	s.AccountURL = startAccountsvc(tb, with(map[string]string{"HTTP_ADDR": "127.0.0.1:0"}))
-	s.GPUURL = e2e.Start(tb, filepath.Join(binDir, "gpusvc"), with(map[string]string{
+	s.AccountURL = proctest.Start(tb, filepath.Join(binDir, "accountsvc"), with(map[string]string{"HTTP_ADDR": "127.0.0.1:0"}))
+	s.waitOK(tb, s.AccountURL+"/health")
+	s.GPUURL = proctest.Start(tb, filepath.Join(binDir, "gpusvc"), with(map[string]string{
 		"HTTP_ADDR": "127.0.0.1:0", "GPU_SLOTS": "1", "GPU_QUEUE": "8", "WORKER_CONCURRENCY": "1",
 	}))
 	s.waitOK(tb, s.GPUURL+"/health")
 	_, err = pool.Exec(context.Background(), `INSERT INTO api_hosts (address) VALUES ($1)`, s.GPUURL)
 	require.NoError(tb, err)
-	s.ProxyURL = e2e.Start(tb, filepath.Join(binDir, "proxy"), with(map[string]string{
+	s.ProxyURL = proctest.Start(tb, filepath.Join(binDir, "proxy"), with(map[string]string{
 		"HTTP_ADDR":       "127.0.0.1:0",
 		"ACCOUNTSVC_URLS": s.AccountURL,
 		"HEALTH_INTERVAL": "250ms",
@@ -175,30 +172,6 @@ func newStack(tb testing.TB) *stack {
 	}))
 	s.waitHealthy(tb)
 	return s
-}
-
-// startAccountsvc serves accountsvc in-process on a :0 port until tb ends
-// and returns its URL.
-func startAccountsvc(tb testing.TB, env map[string]string) string {
-	tb.Helper()
-	cfg, err := app.LoadConfig(config.FromMap(env))
-	require.NoError(tb, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zaptest.NewLogger(tb, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		cancel()
-		require.NoError(tb, err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	tb.Cleanup(func() {
-		cancel()
-		require.NoError(tb, <-done)
-		a.Close()
-	})
-	return "http://" + ln.Addr().String()
 }
 
 // waitOK polls url until it answers 200.

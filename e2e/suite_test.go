@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi/librarytest"
 )
+
+// libraryProxyEnv is librarytest.ProxyEnv, which this module cannot import
+// (it is internal to accountsvc): the variable naming the proxy binary that
+// librarytest puts in front of the library API.
+const libraryProxyEnv = "LIBRARYTEST_PROXY"
 
 // TestLibrarySuiteThroughProxy runs the library API's own end-to-end tests
 // (accountsvc/internal/libraryapi) with the proxy binary in front of every
@@ -28,7 +31,7 @@ func TestLibrarySuiteThroughProxy(t *testing.T) {
 	}
 	args = append(args, "github.com/nounsai/sdserver/accountsvc/internal/libraryapi")
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Env = append(os.Environ(), librarytest.ProxyEnv+"="+filepath.Join(binDir, "proxy"))
+	cmd.Env = append(os.Environ(), libraryProxyEnv+"="+filepath.Join(binDir, "proxy"))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "library tests through the proxy:\n%s", out)
 	t.Logf("%s", out)

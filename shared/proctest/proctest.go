@@ -1,4 +1,10 @@
-package e2e
+// Package proctest runs a service binary (proxy, accountsvc, gpusvc) for the
+// length of a test and reports the URL it listens on. The whole-stack tests
+// in e2e/ and librarytest (a proxy in front of the library API) use it.
+//
+// This package is for tests only and must never be imported by production
+// code.
+package proctest
 
 import (
 	"bytes"
