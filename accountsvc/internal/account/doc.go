@@ -11,6 +11,12 @@
 // an HMAC under a server secret (see KeyDeriver), so a copy of the database
 // alone reveals no usable link.
 //
+// Signup takeover: a verification link never confirms a password that
+// someone other than the inbox owner may have chosen. When two signups with
+// different passwords claim the same unverified address, the account keeps
+// no password; verifying it mails a set-password (reset) link to the inbox.
+// See Service.Signup.
+//
 // This package must never write HTTP responses or read echo contexts: it
 // returns *apperr.Error values with the legacy public messages, and the
 // accountapi package maps requests onto it. It must never log a password, a

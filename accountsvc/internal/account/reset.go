@@ -22,24 +22,30 @@ func (s *Service) RequestReset(ctx context.Context, emailIn string) error {
 	if err != nil {
 		return nil //nolint:nilerr // a malformed address names no account; answer as usual
 	}
-	nonce, err := newNonce()
-	if err != nil {
-		return err
-	}
 	now := s.now()
 	return db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		u, err := findUserByEmail(ctx, tx, addr, true)
 		if err != nil || u == nil || !s.mailAllowed(ctx, u.email) {
 			return err
 		}
-		if err := deleteResetKeys(ctx, tx, u.id); err != nil {
-			return err
-		}
-		if err := insertResetKey(ctx, tx, u.id, hashKey(s.keys.derive(purposeReset, nonce)), now); err != nil {
-			return err
-		}
-		return s.mailer.enqueue(ctx, tx, MailArgs{Email: MailReset, To: u.email, Nonce: nonce})
+		return s.issueResetKey(ctx, tx, u.id, u.email, now)
 	})
+}
+
+// issueResetKey replaces the user's reset keys with a fresh one and queues
+// the email with it to addr, in tx.
+func (s *Service) issueResetKey(ctx context.Context, tx pgx.Tx, userID int64, addr string, now time.Time) error {
+	nonce, err := newNonce()
+	if err != nil {
+		return err
+	}
+	if err := deleteResetKeys(ctx, tx, userID); err != nil {
+		return err
+	}
+	if err := insertResetKey(ctx, tx, userID, hashKey(s.keys.derive(purposeReset, nonce)), now); err != nil {
+		return err
+	}
+	return s.mailer.enqueue(ctx, tx, MailArgs{Email: MailReset, To: addr, Nonce: nonce})
 }
 
 // CheckReset returns when a live reset key expires, or 400 "Invalid key".

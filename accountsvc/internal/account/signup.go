@@ -29,12 +29,19 @@ type SignupInput struct {
 //
 // An address that already has an account gets the same kind of answer (a
 // fresh id from the same sequence, so nothing tells the two apart) and the
-// owner gets an email instead: a new verification link while unverified,
-// otherwise a notice that someone tried to sign up. A verified account is
-// not changed otherwise. An unverified one keeps the new signup's password
-// hash as pending with the new link, and verifying with that link makes it
-// the password (see Verify): whoever signed up first with someone else's
-// address cannot keep a password on the account the owner verifies.
+// owner gets an email instead: a new verification link while unverified
+// (within the per-address email cap), otherwise a notice that someone tried
+// to sign up. A verified account is not changed otherwise.
+//
+// A repeated signup of an unverified address with the same password is the
+// same claim (a double submit, a lost email) and changes nothing but the
+// link. With a different password the address is contested: two people
+// claim it and the server cannot tell which one owns the inbox, whatever the
+// order and whichever link the owner clicks. So a contested account keeps
+// no signup's password at all (see noPassword): the verification, which
+// proves the inbox, mails a set-password (reset) link instead (see Verify).
+// No link can thus confirm a password that someone other than the inbox
+// owner chose, and no later signup can change that.
 func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 	addr, err := NormalizeEmail(in.Email)
 	if err != nil {
@@ -62,6 +69,7 @@ func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 	var (
 		id       int64
 		existing *userRow
+		compared bool
 	)
 	err = db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		existing, err = findUserByEmail(ctx, tx, addr, true)
@@ -86,7 +94,8 @@ func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 			}
 		}
 		if existing != nil {
-			return s.signupExisting(ctx, tx, existing, hash, now)
+			compared = !existing.verified
+			return s.signupExisting(ctx, tx, existing, in.Password, now)
 		}
 		if err := s.addReferral(ctx, tx, id, in.ReferralToken, now); err != nil {
 			return err
@@ -98,6 +107,11 @@ func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 		}
 		return s.mailer.enqueue(ctx, tx, MailArgs{Email: MailVerification, To: addr, Nonce: nonce})
 	})
+	if !compared {
+		// A repeated signup of an unverified address checks the password
+		// once; every other path spends the same time.
+		s.hasher.VerifyDummy(in.Password)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("sign up: %w", err)
 	}
@@ -110,20 +124,26 @@ func (s *Service) Signup(ctx context.Context, in SignupInput) (int64, error) {
 }
 
 // signupExisting handles a signup with a registered address inside the
-// signup transaction; hash is the new signup's password hash.
-func (s *Service) signupExisting(ctx context.Context, tx pgx.Tx, u *userRow, hash string, now time.Time) error {
+// signup transaction; password is the new signup's password.
+func (s *Service) signupExisting(ctx context.Context, tx pgx.Tx, u *userRow, password string, now time.Time) error {
 	if u.verified {
 		if !s.mailAllowed(ctx, u.email) {
 			return nil
 		}
 		return s.mailer.enqueue(ctx, tx, MailArgs{Email: MailAccountExists, To: u.email})
 	}
-	if !s.mailAllowed(ctx, u.email) {
-		// Over the email cap no new link goes out, but the newest signup's
-		// password still becomes the pending one: the live link in the
-		// owner's inbox confirms the password the owner chose last, never
-		// one set before by someone else (who could exhaust the cap first).
-		return setPendingPassword(ctx, tx, u.id, hash)
+	// Once contested the password is noPassword, which no password
+	// matches: the account stays contested.
+	if same, _ := s.hasher.Verify(u.hash, password); !same {
+		if err := contestSignup(ctx, tx, u.id); err != nil {
+			return err
+		}
+		s.log.Info("signup contested: verification will ask for a new password", zap.Int64("user_id", u.id))
 	}
-	return s.reissueVerification(ctx, tx, u, &hash, now)
+	if !s.mailAllowed(ctx, u.email) {
+		// Over the email cap no new link goes out; the live one verifies
+		// the account as contested or not, as decided above.
+		return nil
+	}
+	return s.reissueVerification(ctx, tx, u, now)
 }

@@ -77,49 +77,64 @@ func nextUserID(ctx context.Context, q db.Querier) (int64, error) {
 	return id, nil
 }
 
-// setPendingPassword stores hash as the pending password of an unverified
-// user.
-func setPendingPassword(ctx context.Context, q db.Querier, id int64, hash string) error {
-	const sql = `UPDATE users SET pending_password = $2 WHERE id = $1 AND NOT is_verified`
-	if _, err := q.Exec(ctx, sql, id, hash); err != nil {
-		return fmt.Errorf("store pending password of user %d: %w", id, err)
+// noPassword is the users.password of an account nobody can log in to
+// until a password is set through a reset key: no hash has this form, so
+// Hasher.Verify refuses every password against it (as for the legacy
+// anonymous row). A contested signup leaves it (see Service.Signup).
+const noPassword = "!"
+
+// contestSignup drops the password of an unverified user whose address
+// two signups with different passwords claimed: neither may survive the
+// verification (see Service.Signup).
+func contestSignup(ctx context.Context, q db.Querier, id int64) error {
+	const sql = `UPDATE users SET password = $2, pending_password = NULL WHERE id = $1 AND NOT is_verified`
+	if _, err := q.Exec(ctx, sql, id, noPassword); err != nil {
+		return fmt.Errorf("contest signup of user %d: %w", id, err)
 	}
 	return nil
 }
 
-// setVerifyKey replaces the verification key of an unverified user; a
-// non-nil pendingHash also replaces the pending password.
-func setVerifyKey(ctx context.Context, q db.Querier, id int64, keyHash string, expires time.Time, pendingHash *string) error {
-	const sql = `
-UPDATE users SET verify_key = $2, verify_key_expires_at = $3, pending_password = COALESCE($4, pending_password)
-WHERE id = $1 AND NOT is_verified`
-	if _, err := q.Exec(ctx, sql, id, keyHash, expires, pendingHash); err != nil {
+// setVerifyKey replaces the verification key of an unverified user.
+func setVerifyKey(ctx context.Context, q db.Querier, id int64, keyHash string, expires time.Time) error {
+	const sql = `UPDATE users SET verify_key = $2, verify_key_expires_at = $3 WHERE id = $1 AND NOT is_verified`
+	if _, err := q.Exec(ctx, sql, id, keyHash, expires); err != nil {
 		return fmt.Errorf("reissue verification key of user %d: %w", id, err)
 	}
 	return nil
 }
 
+// verifiedUser is the outcome of verifyUserByKey.
+type verifiedUser struct {
+	id    int64
+	email string
+	// noPassword is true when the account has no usable password after
+	// the verification (a contested signup): the owner must set one.
+	noPassword bool
+}
+
 // verifyUserByKey marks verified the unverified user whose live key is one
-// of keys, consumes the key and makes a pending password the password
-// (bumping the token version when it does). A key without an expiry (legacy
-// rows) lives ttl from the row's creation. ok is false when no user
-// matches.
-func verifyUserByKey(ctx context.Context, q db.Querier, keys []string, now time.Time, ttl time.Duration) (id int64, ok bool, err error) {
+// of keys and consumes the key. A key without an expiry (legacy rows) lives
+// ttl from the row's creation. ok is false when no user matches.
+//
+// A pending password (left by a repeated signup of an earlier release,
+// which this one no longer writes) counts as a contested signup: the
+// password is dropped. Dropping it bumps the token version.
+func verifyUserByKey(ctx context.Context, q db.Querier, keys []string, now time.Time, ttl time.Duration) (u verifiedUser, ok bool, err error) {
 	const sql = `
 UPDATE users SET is_verified = TRUE, verify_key = NULL, verify_key_expires_at = NULL,
-    password = COALESCE(pending_password, password), pending_password = NULL,
-    token_version = token_version + CASE WHEN pending_password IS NULL THEN 0 ELSE 1 END
+    password = CASE WHEN pending_password IS NULL THEN password ELSE $4 END, pending_password = NULL,
+    token_version = token_version + CASE WHEN pending_password IS NULL AND password <> $4 THEN 0 ELSE 1 END
 WHERE verify_key = ANY($1) AND NOT is_verified
   AND COALESCE(verify_key_expires_at, created_at + make_interval(secs => $3)) > $2
-RETURNING id`
-	err = q.QueryRow(ctx, sql, keys, now, ttl.Seconds()).Scan(&id)
+RETURNING id, email, password = $4`
+	err = q.QueryRow(ctx, sql, keys, now, ttl.Seconds(), noPassword).Scan(&u.id, &u.email, &u.noPassword)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
+		return verifiedUser{}, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("verify user: %w", err)
+		return verifiedUser{}, false, fmt.Errorf("verify user: %w", err)
 	}
-	return id, true, nil
+	return u, true, nil
 }
 
 // replacePasswordHash stores hash as the user's password unless the stored

@@ -12,15 +12,13 @@ import (
 )
 
 // reissueVerification replaces the user's verification key (the old link
-// stops working) and queues the email with the new one. A non-nil
-// pendingHash (a repeated signup) becomes the pending password that the new
-// key confirms; nil (a resend) keeps the pending password as it is.
-func (s *Service) reissueVerification(ctx context.Context, tx pgx.Tx, u *userRow, pendingHash *string, now time.Time) error {
+// stops working) and queues the email with the new one.
+func (s *Service) reissueVerification(ctx context.Context, tx pgx.Tx, u *userRow, now time.Time) error {
 	nonce, err := newNonce()
 	if err != nil {
 		return err
 	}
-	if err := setVerifyKey(ctx, tx, u.id, hashKey(s.keys.derive(purposeVerify, nonce)), now.Add(s.cfg.VerifyTTL), pendingHash); err != nil {
+	if err := setVerifyKey(ctx, tx, u.id, hashKey(s.keys.derive(purposeVerify, nonce)), now.Add(s.cfg.VerifyTTL)); err != nil {
 		return err
 	}
 	return s.mailer.enqueue(ctx, tx, MailArgs{Email: MailVerification, To: u.email, Nonce: nonce})
@@ -40,40 +38,47 @@ func (s *Service) ResendVerification(ctx context.Context, emailIn string) error 
 		if err != nil || u == nil || u.verified || !s.mailAllowed(ctx, u.email) {
 			return err
 		}
-		return s.reissueVerification(ctx, tx, u, nil, now)
+		return s.reissueVerification(ctx, tx, u, now)
 	})
 }
 
-// Verify marks the key's user verified and consumes the key. A pending
-// password (left by a repeated signup, see Signup) replaces the password in
-// the same statement and bumps the token version, so that no token of an
-// earlier signup is accepted. In the same transaction it pays the referral
-// reward to the referrer, at most once per referred user (reward_payouts is
-// unique per reward and referred user, and the verification itself can only
-// succeed once). It returns the user's id.
+// Verify marks the key's user verified and consumes the key. The account
+// keeps the password of its signup; a contested signup (see Signup) has
+// none, and the verification, which proves the inbox, queues a
+// set-password email (a reset key) in the same transaction, outside the
+// per-address email cap (it is sent once per verification, and whoever
+// contested the address could have used the cap up). In the same
+// transaction it pays the referral reward to the referrer, at most once per
+// referred user (reward_payouts is unique per reward and referred user, and
+// the verification itself can only succeed once). It returns the user's id.
 func (s *Service) Verify(ctx context.Context, key string) (int64, error) {
 	if key == "" || len(key) > 256 {
 		return 0, apperr.Invalid(MsgInvalidVerifyKey)
 	}
 	now := s.now()
-	var id int64
+	var u verifiedUser
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		var (
 			ok  bool
 			err error
 		)
-		id, ok, err = verifyUserByKey(ctx, tx, keyCandidates(key), now, s.cfg.VerifyTTL)
+		u, ok, err = verifyUserByKey(ctx, tx, keyCandidates(key), now, s.cfg.VerifyTTL)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return apperr.Invalid(MsgInvalidVerifyKey)
 		}
-		return s.payReferralReward(ctx, tx, id, now)
+		if u.noPassword {
+			if err := s.issueResetKey(ctx, tx, u.id, u.email, now); err != nil {
+				return err
+			}
+		}
+		return s.payReferralReward(ctx, tx, u.id, now)
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.log.Info("user verified", zap.Int64("user_id", id))
-	return id, nil
+	s.log.Info("user verified", zap.Int64("user_id", u.id), zap.Bool("set_password_sent", u.noPassword))
+	return u.id, nil
 }
