@@ -81,7 +81,7 @@ build() {
 	if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
 		log "building the binaries"
 		make -C "$ROOT" --no-print-directory build >&2
-		(cd "$ROOT/proxy" && go build -o "$BIN/benchtool" ./cmd/benchtool) >&2
+		(cd "$ROOT/bench" && go build -o "$BIN/benchtool" ./cmd/benchtool) >&2
 	fi
 	local b
 	for b in proxy accountsvc gpusvc benchtool; do

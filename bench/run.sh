@@ -24,7 +24,7 @@ read -r -a sections <<<"${BENCH_SECTIONS:-proxy sched pipeline accounts memory}"
 
 # Build once for every section.
 make --no-print-directory build >&2
-(cd proxy && go build -o ../bin/benchtool ./cmd/benchtool) >&2
+(cd bench && go build -o ../bin/benchtool ./cmd/benchtool) >&2
 export BENCH_SKIP_BUILD=1
 
 rm -rf "$out"

@@ -17,6 +17,8 @@ COPY shared/go.mod shared/go.sum shared/
 COPY proxy/go.mod proxy/go.sum proxy/
 COPY accountsvc/go.mod accountsvc/go.sum accountsvc/
 COPY gpusvc/go.mod gpusvc/go.sum gpusvc/
+COPY bench/go.mod bench/go.sum bench/
+COPY e2e/go.mod e2e/go.sum e2e/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY shared/ shared/
 COPY proxy/ proxy/
