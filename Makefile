@@ -75,6 +75,12 @@ test-throwaway: ## database/Redis tests against throwaway servers on spare ports
 smoke-run: ## make run, probe every service, Ctrl-C, check nothing is left
 	@scripts/smoke-run.sh
 
+# chaos is not part of make test (it takes minutes and kills processes); CI
+# runs it when asked (.ci/run with CI_CHAOS=1).
+.PHONY: chaos
+chaos: ## fault-injection suite on the real stack with its own PostgreSQL/Redis (scripts/chaos.sh, ~3 min)
+	@scripts/chaos.sh
+
 .PHONY: vet
 vet: ## go vet every module
 	@$(call foreach_module,go vet ./...)

@@ -4,7 +4,7 @@
 # prints its tables (results also in .run/bench/results/<section>.md).
 # Benchmarks are never part of make test.
 
-.PHONY: bench-proxy bench-sched bench-pipeline bench-accounts bench-memory bench-credits
+.PHONY: bench-proxy bench-sched bench-pipeline bench-accounts bench-memory bench-credits bench-soak
 bench-proxy: ## proxy overhead vs nginx and HAProxy (wrk), ratios
 	@bench/proxy/run.sh
 bench-sched: ## scheduling quality: 4 paced gpusvc, eeft vs least_conn anchors vs offline ideal
@@ -17,3 +17,5 @@ bench-memory: ## RSS idle, proxy RSS with 50 concurrent 5 MB uploads
 	@bench/memory/run.sh
 bench-credits: ## credits ledger: debits/s under contention, balance with 10,000 grants
 	@bench/credits/run.sh
+bench-soak: ## mixed traffic through the proxy for SOAK_DURATION (10m): errors, p50/p99 per route, RSS start/end
+	@bench/soak/run.sh

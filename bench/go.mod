@@ -2,6 +2,14 @@ module github.com/nounsai/sdserver/bench
 
 go 1.26.0
 
-require golang.org/x/crypto v0.59.0
+require (
+	github.com/jackc/pgx/v5 v5.12.0
+	golang.org/x/crypto v0.59.0
+)
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)
