@@ -49,11 +49,6 @@ var (
 		"PRICE_TXT2IMG":        "1",
 		"SIGNUP_BONUS_CREDITS": strconv.Itoa(bonus),
 		"RATE_LIMITS":          "off",
-		// The credit-hold sweeper (shared/credits): a hold not settled
-		// within this bound is refunded.
-		"GENERATION_TIMEOUT":    "20s",
-		"CREDIT_HOLD_TIMEOUT":   "25s",
-		"CREDIT_SWEEP_INTERVAL": "2s",
 	}
 	proxyEnv = map[string]string{
 		// The proxy's own per-IP limit stays on (it uses Redis, so
@@ -75,6 +70,14 @@ var (
 		"GPU_QUEUE":          "4",
 		"GPU_BASE_SECONDS":   "1",
 		"WORKER_CONCURRENCY": "1",
+		// Credit holds (shared/credits): a charge neither settled nor
+		// released within GPU_QUEUE_WAIT + GENERATION_TIMEOUT +
+		// CHARGE_HOLD_MARGIN (30 s here) is refunded by the sweeper of
+		// a live gpusvc, which runs every CHARGE_SWEEP_INTERVAL.
+		"GPU_QUEUE_WAIT":        "10s",
+		"GENERATION_TIMEOUT":    "15s",
+		"CHARGE_HOLD_MARGIN":    "5s",
+		"CHARGE_SWEEP_INTERVAL": "1s",
 	}
 )
 
@@ -140,11 +143,11 @@ func run() int {
 		if !slices.Contains(strings.Split(*only, ","), strconv.Itoa(sc.n)) {
 			continue
 		}
+		ran++
 		if ctx.Err() != nil {
 			failed = append(failed, strconv.Itoa(sc.n))
 			continue
 		}
-		ran++
 		fmt.Printf("\n=== scenario %d: %s\n", sc.n, sc.name)
 		t := time.Now()
 		rep := &report{}
@@ -166,9 +169,12 @@ func run() int {
 		}
 		fmt.Printf("--- %s scenario %d (%.1fs)\n", verdict, sc.n, time.Since(t).Seconds())
 	}
-	fmt.Printf("\nchaos: %d scenario(s) run, %d passed, %d failed", ran, ran-len(failed), len(failed))
+	fmt.Printf("\nchaos: %d scenario(s), %d passed, %d failed", ran, ran-len(failed), len(failed))
 	if len(failed) > 0 {
-		fmt.Printf(" (%s); service logs are in %s with -keep", strings.Join(failed, ", "), s.Dir)
+		fmt.Printf(" (%s)", strings.Join(failed, ", "))
+		if !*keep {
+			fmt.Printf("; CHAOS_ARGS=-keep keeps the services' logs")
+		}
 	}
 	fmt.Printf("; %.0fs in all\n", time.Since(begin).Seconds())
 	if ctx.Err() != nil {

@@ -130,7 +130,8 @@ func (r *runner) killUnderLoad(ctx context.Context, rep *report) {
 		sleep(ctx, 500*time.Millisecond)
 	}
 	if len(last) == 0 {
-		rep.printf("balances: all %d users = grants - price x delivered images, %.1fs after the load ended (bound 60 s)", len(r.users), time.Since(start).Seconds())
+		rep.printf("balances: all %d users = grants - price x delivered images, %.1fs after the load ended (bound 60 s), %.1fs after the kill",
+			len(r.users), time.Since(start).Seconds(), time.Since(kill).Seconds())
 		return
 	}
 	rep.printf("balances: %d of %d users still wrong after %.0fs:", len(last), len(r.users), time.Since(start).Seconds())
