@@ -16,18 +16,21 @@ type LoginResult struct {
 	Token  string
 }
 
-// Login checks email and password. Unknown emails and wrong passwords give
-// the same 401 in about the same time (a dummy hash is verified); an
-// unverified account gets 400 only after a correct password. Failures are
-// counted per IP and per account; a locked subject gets 429 with
-// RetryAfter. Every failure takes at least Config.LoginFailureFloor. A
-// legacy or weaker hash is replaced by an argon2id one after a successful
-// check, guarded by the old value.
+// Login checks email and password from client address ip. Unknown emails
+// and wrong passwords give the same 401 in about the same time (a dummy hash
+// is verified); an unverified account gets 400 only after a correct
+// password. Failures go to the Lockout: an address locked out of the
+// account (or out of every account) gets 429 with RetryAfter before any
+// check, and a failure answers no sooner than the account's slow-down.
+// Every failure takes at least Config.LoginFailureFloor. A legacy or weaker
+// hash is replaced by an argon2id one after a successful check, guarded by
+// the old value.
 func (s *Service) Login(ctx context.Context, ip, emailIn, password string) (_ LoginResult, err error) {
 	start := time.Now() // wall clock (monotonic), not the injected one
+	pad := s.cfg.LoginFailureFloor
 	defer func() {
 		if err != nil {
-			padUntil(ctx, start, s.cfg.LoginFailureFloor)
+			padUntil(ctx, start, pad)
 		}
 	}()
 	if d, err := s.lockout.Locked(ctx, ip, emailIn); err != nil {
@@ -48,12 +51,14 @@ func (s *Service) Login(ctx context.Context, ip, emailIn, password string) (_ Lo
 		ok, rehash = s.hasher.Verify(u.hash, password)
 	}
 	if !ok {
-		if err := s.lockout.Fail(ctx, ip, emailIn); err != nil {
+		if d, err := s.lockout.Fail(ctx, ip, emailIn); err != nil {
 			s.log.Warn("login lockout unavailable", zap.Error(err))
+		} else {
+			pad = max(pad, d)
 		}
 		return LoginResult{}, apperr.Unauthorized(MsgInvalidCredentials)
 	}
-	if err := s.lockout.Reset(ctx, emailIn); err != nil {
+	if err := s.lockout.Succeeded(ctx, ip, emailIn); err != nil {
 		s.log.Warn("login lockout unavailable", zap.Error(err))
 	}
 	if rehash {

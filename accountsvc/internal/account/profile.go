@@ -39,9 +39,9 @@ type UpdateInput struct {
 	// (the legacy frontend echoes the row it read) leaves it unchanged.
 	Password *string
 	// CurrentPassword must match for a password change. A wrong one counts
-	// as a failed login of the account (and of IP) in the lockout.
+	// as a failed login from IP in the lockout.
 	CurrentPassword *string
-	// IP is the client address for the lockout; "" counts only the account.
+	// IP is the client address for the lockout.
 	IP string
 }
 
@@ -51,10 +51,11 @@ type UpdateInput struct {
 // (every older token is refused from then on), else "".
 //
 // Checking the current password is guarded by the login lockout (Lockout):
-// while the account or IP is locked it answers 429 with RetryAfter without
-// checking, a wrong current password is counted as a failed login and a
-// correct one clears the account's failures, so a stolen token cannot guess
-// the password faster than a login could.
+// while IP is locked out of the account (or of every account) it answers
+// 429 with RetryAfter without checking, a wrong current password is counted
+// as a failed login from IP and a correct one clears IP's failures on the
+// account, so a stolen token cannot guess the password faster than a login
+// from the same address could.
 func (s *Service) UpdateProfile(ctx context.Context, userID int64, in UpdateInput) (string, error) {
 	var meta *string
 	if in.Metadata != nil {
@@ -118,9 +119,11 @@ func (s *Service) UpdateProfile(ctx context.Context, userID int64, in UpdateInpu
 }
 
 // checkCurrentPassword verifies the current password of the account addr
-// under the login lockout: 429 while locked, a wrong password is counted as
-// a failure and answered 400, a correct one resets the account's count.
-// Lockout errors fail open, as in Login.
+// under the login lockout: 429 while ip is locked out, a wrong password is
+// counted as a failure and answered 400, a correct one clears ip's count.
+// Lockout errors fail open, as in Login. The account's slow-down is not
+// waited out here (the row lock is held); the route's per-user rate limit
+// bounds these checks instead.
 func (s *Service) checkCurrentPassword(ctx context.Context, ip, addr, stored, password string) error {
 	if d, err := s.lockout.Locked(ctx, ip, addr); err != nil {
 		s.log.Warn("login lockout unavailable", zap.Error(err))
@@ -132,12 +135,12 @@ func (s *Service) checkCurrentPassword(ctx context.Context, ip, addr, stored, pa
 		ok, _ = s.hasher.Verify(stored, password)
 	}
 	if !ok {
-		if err := s.lockout.Fail(ctx, ip, addr); err != nil {
+		if _, err := s.lockout.Fail(ctx, ip, addr); err != nil {
 			s.log.Warn("login lockout unavailable", zap.Error(err))
 		}
 		return apperr.Invalid(MsgWrongPassword)
 	}
-	if err := s.lockout.Reset(ctx, addr); err != nil {
+	if err := s.lockout.Succeeded(ctx, ip, addr); err != nil {
 		s.log.Warn("login lockout unavailable", zap.Error(err))
 	}
 	return nil

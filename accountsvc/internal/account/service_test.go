@@ -61,7 +61,7 @@ func newFixture(tb testing.TB, opts ...func(d *Deps, cfg *Config)) *fixture {
 		Pool: pool, Hasher: h, Keys: keys, Mailer: mailer,
 		Ledger:      credits.NewLedger(pool, credits.Options{Now: clk.Now}),
 		Issuer:      auth.Issuer{Secret: []byte("test-secret-test-secret"), Now: clk.Now},
-		Lockout:     NewLockout(rc, prefix, DefaultAccountLockout, DefaultIPLockout, false),
+		Lockout:     NewLockout(rc, prefix, LockoutConfig{}),
 		MailLimiter: ratelimit.New(rc, prefix, ratelimit.Options{}),
 	}
 	cfg := Config{Now: clk.Now}
@@ -310,33 +310,34 @@ func TestLoginFailureFloor(t *testing.T) {
 }
 
 // TestProfilePasswordLockout: wrong current passwords on a profile update
-// count against the account's login lockout; once locked, neither the
-// right current password nor a login gets through.
+// count as failed logins from the client's address; once that address is
+// locked out, neither the right current password nor a login from it gets
+// through, while a login from another address does.
 func TestProfilePasswordLockout(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	id, err := f.svc.Signup(ctx, SignupInput{Email: "pl@example.com", Password: "password-1"})
-	require.NoError(t, err)
-	_, err = f.svc.Verify(ctx, f.lastKey(t, MailVerification))
-	require.NoError(t, err)
+	id := f.verifiedUser(t, "pl@example.com", "password-1")
 
 	update := func(current string) error {
 		next := "password-2"
 		_, err := f.svc.UpdateProfile(ctx, id, UpdateInput{Password: &next, CurrentPassword: &current, IP: "192.0.2.9"})
 		return err
 	}
-	for range DefaultAccountLockout.Free + 1 {
+	for range DefaultAccountIPLockout.Free + 1 {
 		requireKind(t, update("wrong-password"), apperr.KindInvalid, MsgWrongPassword)
 	}
-	err = update("password-1")
+	err := update("password-1")
 	requireKind(t, err, apperr.KindTooManyRequests, MsgTooManyFailures)
 	e, _ := apperr.As(err)
 	require.Positive(t, e.RetryAfter)
-	_, err = f.svc.Login(ctx, "198.51.100.1", "pl@example.com", "password-1")
+	_, err = f.svc.Login(ctx, "192.0.2.9", "pl@example.com", "password-1")
 	requireKind(t, err, apperr.KindTooManyRequests, MsgTooManyFailures)
 	hash, version := f.storedPassword(t, id)
 	ok, _ := f.svc.hasher.Verify(hash, "password-1")
 	require.True(t, ok, "the password is unchanged")
 	require.Zero(t, version)
+
+	_, err = f.svc.Login(ctx, "198.51.100.1", "pl@example.com", "password-1")
+	require.NoError(t, err, "another address is not locked out")
 }

@@ -414,7 +414,7 @@ func TestResendAlwaysSucceeds(t *testing.T) {
 }
 
 // TestProfilePasswordLockout: wrong current passwords on PUT /users/<id>
-// count against the login lockout of the account and of the client IP.
+// count against the login lockout of the client IP on the account.
 func TestProfilePasswordLockout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
@@ -437,8 +437,11 @@ func TestProfilePasswordLockout(t *testing.T) {
 	require.Equal(t, "Too many failed login attempts, try again later", r.JSON(t)["message"])
 	require.NotEmpty(t, r.Header.Get("Retry-After"))
 	r = e.do(req{Method: http.MethodPost, Path: "/login",
+		Headers: ct("Authorization", basic("pl@example.com", "password-1"), "RemoteAddr", "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.5")})
+	require.Equal(t, http.StatusTooManyRequests, r.Code, "the login from that address is locked too: %s", r.Body)
+	r = e.do(req{Method: http.MethodPost, Path: "/login",
 		Headers: ct("Authorization", basic("pl@example.com", "password-1"), "RemoteAddr", "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.6")})
-	require.Equal(t, http.StatusTooManyRequests, r.Code, "the login of the account is locked too: %s", r.Body)
+	require.Equal(t, http.StatusOK, r.Code, "another address is not locked out: %s", r.Body)
 }
 
 // TestBadInput: malformed requests get 4xx JSON (the helper checks the
@@ -516,8 +519,8 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestRateLimitsAndLockout: the legacy 5/min per IP on /login, counted per
-// client IP behind a trusted proxy, 429 JSON with Retry-After; and the
-// per-account lockout after repeated failures.
+// client IP behind a trusted proxy, 429 JSON with Retry-After; and failures
+// from other addresses do not lock the owner out.
 func TestRateLimitsAndLockout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
@@ -527,37 +530,61 @@ func TestRateLimitsAndLockout(t *testing.T) {
 		return e.do(req{Method: http.MethodPost, Path: "/login",
 			Headers: ct("Authorization", basic("lock@example.com", password), "RemoteAddr", "127.0.0.1:4000", "X-Forwarded-For", ip)})
 	}
-	for i := range 5 {
-		r := login("203.0.113.1", "wrong-password")
+	// Windows are aligned to the clock, so on a slow machine the sixth
+	// attempt may fall into the next minute: within two windows at most
+	// ten attempts pass.
+	var r response
+	for i := 0; ; i++ {
+		r = login("203.0.113.1", "wrong-password")
+		if r.Code == http.StatusTooManyRequests {
+			require.GreaterOrEqual(t, i, 5, "the sixth attempt at the earliest")
+			break
+		}
 		require.Equal(t, http.StatusUnauthorized, r.Code, i)
+		require.Less(t, i, 10, "no 429 after %d attempts", i+1)
 	}
-	r := login("203.0.113.1", "wrong-password")
-	require.Equal(t, http.StatusTooManyRequests, r.Code)
 	require.NotEmpty(t, r.Header.Get("Retry-After"))
-	require.Equal(t, "0", r.Header.Get("X-RateLimit-Remaining"))
+	if r.JSON(t)["message"] != "Too many failed login attempts, try again later" {
+		// Not the address's lockout on the account (which a seventh
+		// attempt in the next window may meet first): the route's limit.
+		require.Equal(t, "0", r.Header.Get("X-RateLimit-Remaining"))
+	}
 	require.Contains(t, r.JSON(t), "message")
 
 	// A client that is not a trusted proxy cannot pick its bucket. This
-	// is the account's sixth failure.
+	// is at least the account's sixth failure.
 	r = e.do(req{Method: http.MethodPost, Path: "/login",
 		Headers: ct("Authorization", basic("lock@example.com", "wrong-password"), "RemoteAddr", "198.51.100.7:1", "X-Forwarded-For", "203.0.113.99")})
 	require.Equal(t, http.StatusUnauthorized, r.Code, r.Body)
 	require.Equal(t, "4", r.Header.Get("X-RateLimit-Remaining"), "counted under its own address")
 
-	// More than five failures lock the account: even the right password
-	// from a fresh IP now gets 429 with Retry-After.
+	// Six or more failures of the account from other addresses do not lock
+	// the owner out: the right password from a fresh IP logs in.
 	r = login("203.0.113.2", "password-l")
-	require.Equal(t, http.StatusTooManyRequests, r.Code, r.Body)
-	require.Equal(t, "Too many failed login attempts, try again later", r.JSON(t)["message"])
-	require.NotEmpty(t, r.Header.Get("Retry-After"))
+	require.Equal(t, http.StatusOK, r.Code, r.Body)
 
-	// Unknown addresses are counted and locked the same way.
-	for i := range 7 {
-		r = e.do(req{Method: http.MethodPost, Path: "/login",
-			Headers: ct("Authorization", basic("ghost@example.com", "wrong-password"), "RemoteAddr", "127.0.0.1:4000", "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1))})
+	// (The address that failed is locked out of the account once the
+	// route's per-minute limit lets it try again: account's
+	// TestLockoutSameAddress.)
+}
+
+// TestLockoutFromOtherAddresses: six failed logins from six different
+// client addresses do not lock the owner out: the right password from the
+// owner's own address still logs in.
+func TestLockoutFromOtherAddresses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	e.verifiedUserVia("target@example.com", "password-t", "10.0.0.7")
+	login := func(ip, password string) response {
+		return e.do(req{Method: http.MethodPost, Path: "/login",
+			Headers: ct("Authorization", basic("target@example.com", password), "RemoteAddr", "127.0.0.1:4000", "X-Forwarded-For", ip)})
 	}
-	require.Equal(t, http.StatusTooManyRequests, r.Code, r.Body)
-	require.Equal(t, "Too many failed login attempts, try again later", r.JSON(t)["message"])
+	for i := range 6 {
+		r := login(fmt.Sprintf("203.0.113.%d", 20+i), "wrong-password")
+		require.Equal(t, http.StatusUnauthorized, r.Code, r.Body)
+	}
+	r := login("10.0.0.7", "password-t")
+	require.Equal(t, http.StatusOK, r.Code, r.Body)
 }
 
 // verifiedUserVia signs up and verifies from a given client address (so

@@ -205,6 +205,10 @@ func (a *App) routesAccounts(ctx context.Context) error {
 		return err
 	}
 	a.mailer = mailer
+	lockoutUnavailable := account.NewLockoutUnavailableCounter()
+	if err := a.reg.Register(lockoutUnavailable); err != nil {
+		return fmt.Errorf("register lockout metric: %w", err)
+	}
 	svc := account.NewService(account.Deps{
 		Pool:    a.pool,
 		Hasher:  hasher,
@@ -213,8 +217,9 @@ func (a *App) routesAccounts(ctx context.Context) error {
 		Ledger:  a.ledger,
 		Credits: a.cfg.Credits,
 		Issuer:  auth.Issuer{Secret: a.cfg.JWTSecrets[0], TTL: c.TokenTTL},
-		Lockout: account.NewLockout(a.redis, a.cfg.RedisPrefix+"login:", account.DefaultAccountLockout,
-			account.DefaultIPLockout, !a.cfg.RateLimits),
+		Lockout: account.NewLockout(a.redis, a.cfg.RedisPrefix+"login:", account.LockoutConfig{
+			Disabled: !a.cfg.RateLimits, Unavailable: lockoutUnavailable,
+		}),
 		MailLimiter: a.limiter,
 		Log:         log,
 	}, account.Config{})
