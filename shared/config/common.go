@@ -9,18 +9,19 @@ import (
 	"time"
 )
 
-// DevJWTSecret is the fixed signing secret of the local stack. Validate
-// refuses it when Environment is "production".
+// DevJWTSecret is the fixed signing secret of the local stack. Production
+// refuses it (see ShippedSecrets and Loader.Err).
 const DevJWTSecret = "dev-only-jwt-secret-change-me-0123456789abcdef"
 
-// DevChallengeToken is the local stack's challenge token. Validate refuses
-// it when Environment is "production".
+// DevChallengeToken is the local stack's challenge token. Production
+// refuses it (see ShippedSecrets and Loader.Err).
 const DevChallengeToken = "dev-challenge-token"
 
 // Common holds the settings every service shares.
 type Common struct {
 	// Environment is "local" (the default; development secrets allowed)
-	// or "production" (legacy key `environment`).
+	// or "production" (legacy key `environment`; shipped, placeholder and
+	// short secrets refused, see Loader.Err).
 	Environment string
 	// HTTPAddr is the listen address, e.g. "127.0.0.1:8081".
 	HTTPAddr string
@@ -65,23 +66,23 @@ type Common struct {
 // default listen address.
 func LoadCommon(l *Loader, defaultAddr string) Common {
 	env := l.String("ENVIRONMENT", "environment", "local")
-	secrets := [][]byte{[]byte(l.String("JWT_SECRET", "secret_key", DevJWTSecret))}
-	for _, s := range l.List("JWT_PREVIOUS_SECRETS", "", nil) {
+	secrets := [][]byte{[]byte(l.Secret("JWT_SECRET", "secret_key", DevJWTSecret))}
+	for _, s := range l.Secrets("JWT_PREVIOUS_SECRETS", "") {
 		secrets = append(secrets, []byte(s))
 	}
-	tokens := append([]string{l.String("CHALLENGE_TOKEN", "challenge_token", DevChallengeToken)},
-		l.List("CHALLENGE_PREVIOUS_TOKENS", "", nil)...)
+	tokens := append([]string{l.Secret("CHALLENGE_TOKEN", "challenge_token", DevChallengeToken)},
+		l.Secrets("CHALLENGE_PREVIOUS_TOKENS", "")...)
 	return Common{
 		Environment:       env,
 		HTTPAddr:          l.String("HTTP_ADDR", "", defaultAddr),
-		DatabaseURL:       l.String("DATABASE_URL", "", "postgres://postgres@127.0.0.1:5432/nounsai?sslmode=disable"),
-		RedisURL:          l.String("REDIS_URL", "", "redis://127.0.0.1:6379/0"),
+		DatabaseURL:       l.URL("DATABASE_URL", "", "postgres://postgres@127.0.0.1:5432/nounsai?sslmode=disable"),
+		RedisURL:          l.URL("REDIS_URL", "", "redis://127.0.0.1:6379/0"),
 		RedisPrefix:       l.String("REDIS_PREFIX", "", "nounsai:"),
 		LogFormat:         l.String("LOG_FORMAT", "", "json"),
 		LogLevel:          l.String("LOG_LEVEL", "", "info"),
 		JWTSecrets:        secrets,
 		ChallengeTokens:   tokens,
-		AdminToken:        l.String("ADMIN_TOKEN", "admin_token", ""),
+		AdminToken:        l.Secret("ADMIN_TOKEN", "admin_token", ""),
 		LegacyTokenCutoff: l.Time("LEGACY_TOKEN_CUTOFF", ""),
 		AppBaseURL:        strings.TrimRight(l.String("APP_BASE_URL", "app_base_url", "http://127.0.0.1:8080"), "/"),
 		BodyLimit:         l.Int64("BODY_LIMIT", "", 5<<20),
@@ -93,7 +94,9 @@ func LoadCommon(l *Loader, defaultAddr string) Common {
 	}
 }
 
-// Validate reports the first bad shared setting, naming its variable.
+// Validate reports every bad shared setting, naming its variable. The
+// production rules for secrets are checked by Loader.Err, which sees where
+// each value came from.
 func (c Common) Validate() error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -124,14 +127,8 @@ func (c Common) Validate() error {
 			bad("JWT_PREVIOUS_SECRETS", "must not contain an empty secret")
 		}
 	}
-	if c.Environment == "production" && string(c.JWTSecrets[0]) == DevJWTSecret {
-		bad("JWT_SECRET", "the development secret is not allowed in production")
-	}
 	if c.ChallengeTokens[0] == "" {
 		bad("CHALLENGE_TOKEN", "must not be empty")
-	}
-	if c.Environment == "production" && c.ChallengeTokens[0] == DevChallengeToken {
-		bad("CHALLENGE_TOKEN", "the development token is not allowed in production")
 	}
 	if c.BodyLimit < 1024 {
 		bad("BODY_LIMIT", "must be at least 1024 bytes")

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,8 @@ type Loader struct {
 	lookup LookupFunc
 	legacy map[string]json.RawMessage
 	errs   []error
+	// secrets are the secrets handed out, checked by Err in production.
+	secrets []secret
 }
 
 // NewLoader returns a Loader over lookup. When lookup yields CONFIG_FILE,
@@ -224,5 +227,8 @@ func (l *Loader) Prefixes(env, legacyKey string, def []netip.Prefix) []netip.Pre
 	return out
 }
 
-// Err returns every parse error collected so far, or nil.
-func (l *Loader) Err() error { return errors.Join(l.errs...) }
+// Err returns every parse error collected so far and, when ENVIRONMENT is
+// "production", one error per secret read through Secret, Secrets,
+// Credential or URL that production refuses (each naming its variable), or
+// nil.
+func (l *Loader) Err() error { return errors.Join(append(slices.Clone(l.errs), l.secretErrs()...)...) }

@@ -13,7 +13,7 @@ import (
 
 // settingCall matches a config.Loader getter call naming an environment
 // variable, e.g. l.Duration("SHUTDOWN_TIMEOUT", "", 8*time.Second).
-var settingCall = regexp.MustCompile(`\.(?:String|Int|Int64|Bool|Duration|Float|List|Prefixes|Time)\(\s*"([A-Z][A-Z0-9_]*)"`)
+var settingCall = regexp.MustCompile(`\.(?:String|Int|Int64|Bool|Duration|Float|List|Prefixes|Time|Secret|Secrets|Credential|URL)\(\s*"([A-Z][A-Z0-9_]*)"`)
 
 // priceVariable matches a PRICE_* variable name in the price table.
 var priceVariable = regexp.MustCompile(`"(PRICE_[A-Z0-9_]+)"`)

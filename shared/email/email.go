@@ -67,7 +67,7 @@ func LoadConfig(l *config.Loader) Config {
 		From:         l.String("EMAIL_FROM", "", "admin@nounsai.wtf"),
 		FromName:     l.String("EMAIL_FROM_NAME", "", "NounsAI"),
 		OutboxDir:    l.String("OUTBOX_DIR", "", ".run/outbox"),
-		SendGridKey:  l.String("SENDGRID_API_KEY", "sendgrid_api_key", ""),
+		SendGridKey:  l.Credential("SENDGRID_API_KEY", "sendgrid_api_key", ""),
 		SendGridHost: l.String("SENDGRID_HOST", "", "https://api.sendgrid.com"),
 	}
 }

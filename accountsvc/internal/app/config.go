@@ -134,7 +134,7 @@ func loadAccountsConfig(l *config.Loader, common config.Common) (AccountsConfig,
 		},
 		Email: email.LoadConfig(l),
 	}
-	if s := l.String("LINK_KEY_SECRET", "", ""); s != "" {
+	if s := l.Secret("LINK_KEY_SECRET", "", ""); s != "" {
 		c.LinkKeySecret = []byte(s)
 	} else {
 		m := hmac.New(sha256.New, common.JWTSecrets[0])

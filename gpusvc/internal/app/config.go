@@ -105,7 +105,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 			Default:        l.String("INFERENCE_BACKEND", "inference_backend", nouns.Name),
 			A1111URL:       l.String("A1111_URL", "a1111_url", ""),
 			A1111Timeout:   l.Duration("A1111_TIMEOUT", "", a1111.DefaultTimeout),
-			ReplicateToken: l.String("REPLICATE_API_TOKEN", "replicate_api_key", ""),
+			ReplicateToken: l.Credential("REPLICATE_API_TOKEN", "replicate_api_key", ""),
 			ReplicateURL:   l.String("REPLICATE_URL", "", ""),
 			FFmpegPath:     l.String("FFMPEG_PATH", "", ""),
 		},

@@ -39,7 +39,7 @@ func LoadConfig(l *config.Loader) Config {
 	return Config{
 		Jobs:            jc,
 		Concurrency:     l.Int("WORKER_CONCURRENCY", "", 2),
-		VideoWebhookURL: l.String("VIDEO_WEBHOOK_URL", "video_generation_discord_webhook", ""),
+		VideoWebhookURL: l.Credential("VIDEO_WEBHOOK_URL", "video_generation_discord_webhook", ""),
 		RescueAfter:     l.Duration("JOB_RESCUE_AFTER", "", 0),
 		SweepInterval:   l.Duration("JOB_SWEEP_INTERVAL", "", 0),
 	}
