@@ -24,6 +24,7 @@ import (
 	"github.com/nounsai/sdserver/accountsvc/internal/creditapi"
 	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
 	"github.com/nounsai/sdserver/accountsvc/internal/pages"
+	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
@@ -164,13 +165,25 @@ func (a *App) jobOf(ctx context.Context, kind string, id int64) (string, error) 
 	return j.PublicID, nil
 }
 
+// adminGuard returns the guard of the admin routes: per-IP limits (kept in
+// production even with RATE_LIMITS=off) and one audit line per request.
+func (a *App) adminGuard() *adminguard.Guard {
+	limiter := ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+		Disabled: !adminguard.Enforced(a.cfg.Environment, a.cfg.RateLimits),
+		OnError:  func(err error) { a.log.Warn("admin rate limiter unavailable", zap.Error(err)) },
+	})
+	return adminguard.New(adminguard.Options{
+		Token: a.cfg.AdminToken, Limiter: limiter, TrustedProxies: a.cfg.TrustedProxies, Log: a.log.Named("admin"),
+	})
+}
+
 // routesCredits registers the credits area: GET /pricing, the owner's
 // balance and history, and the operator grant route.
 func (a *App) routesCredits() {
 	creditapi.New(a.ledger, creditapi.Options{Config: a.cfg.Credits, AnonymousEnabled: a.cfg.AnonymousEnabled}).
 		Register(a.echo, creditapi.Middleware{
 			User:      a.verifier.Required(),
-			Admin:     auth.AdminToken(a.cfg.AdminToken),
+			Admin:     a.adminGuard().Token(),
 			UserLimit: a.limiter.Middleware(ratelimit.Rule{Name: "credits", Limit: 60, Window: time.Minute, Key: ratelimit.ByUser}),
 		})
 }

@@ -58,7 +58,8 @@ func New(ledger *credits.Ledger, opts Options) *Handler {
 type Middleware struct {
 	// User requires a valid JWT (auth.Verifier.Required). Required.
 	User echo.MiddlewareFunc
-	// Admin requires the operator token (auth.AdminToken). Required.
+	// Admin requires the operator token (adminguard.Guard.Token: per-IP
+	// limit, audit line, admin token). Required.
 	Admin echo.MiddlewareFunc
 	// UserLimit, when set, rate-limits the per-user routes (after User).
 	UserLimit echo.MiddlewareFunc

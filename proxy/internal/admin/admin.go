@@ -1,6 +1,6 @@
 // Package admin serves the proxy's own routes with echo: GET /health,
-// GET /admin/hosts (admin token) and GET|POST /refresh_hosts (the legacy
-// reload, challenge token checked by the caller). /metrics is registered by
+// GET /admin/hosts (admin token, through adminguard) and GET|POST
+// /refresh_hosts (the legacy reload, challenge token checked by the caller). /metrics is registered by
 // shared/web.
 //
 // This package must never forward requests to upstreams.
@@ -15,7 +15,6 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/apperr"
-	"github.com/nounsai/sdserver/shared/auth"
 )
 
 // Reloader reloads the GPU host registry at once.
@@ -31,8 +30,9 @@ type Handler struct {
 	Policy string
 	// Hosts reloads api_hosts for /refresh_hosts.
 	Hosts Reloader
-	// AdminToken guards /admin/hosts; empty disables it (403).
-	AdminToken string
+	// Admin guards /admin/hosts: adminguard.Guard.Token (per-IP limit,
+	// audit line, admin token). Required.
+	Admin echo.MiddlewareFunc
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -44,7 +44,7 @@ var Paths = []string{"/health", "/metrics", "/admin/hosts", "/refresh_hosts"}
 // Routes registers the routes on e.
 func (h *Handler) Routes(e *echo.Echo) {
 	e.GET("/health", h.handleHealth)
-	e.GET("/admin/hosts", h.handleHostsList, auth.AdminToken(h.AdminToken))
+	e.GET("/admin/hosts", h.handleHostsList, h.Admin)
 	e.GET("/refresh_hosts", h.handleHostsRefresh)
 	e.POST("/refresh_hosts", h.handleHostsRefresh)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/nounsai/sdserver/proxy/internal/forward"
 	"github.com/nounsai/sdserver/proxy/internal/health"
 	"github.com/nounsai/sdserver/proxy/internal/hosts"
+	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/web"
 )
@@ -125,12 +126,23 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		BodyLimit:     cfg.BodyLimit,
 		SkipAccessLog: func(r *http.Request) bool { return r.URL.Path == "/health" || r.URL.Path == "/metrics" },
 	})
+	// Every /admin route: per-IP limits (kept in production even with
+	// RATE_LIMITS=off) and one audit line per request.
+	var adminLimiter *ratelimit.Limiter
+	if deps.Redis != nil && adminguard.Enforced(cfg.Environment, cfg.RateLimits) {
+		adminLimiter = ratelimit.New(deps.Redis, cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+			OnError: func(err error) { log.Warn("admin rate limiter unavailable", zap.Error(err)) },
+		})
+	}
+	adminGuard := adminguard.New(adminguard.Options{
+		Token: cfg.AdminToken, Limiter: adminLimiter, TrustedProxies: cfg.TrustedProxies, Log: log.Named("admin"),
+	})
 	(&admin.Handler{
-		GPU: gpu, Account: account, Policy: cfg.Policy, Hosts: registry, AdminToken: cfg.AdminToken,
+		GPU: gpu, Account: account, Policy: cfg.Policy, Hosts: registry, Admin: adminGuard.Token(),
 	}).Routes(e)
 	// Ops console at /admin (wiring owned by the console package's author).
 	cons, err := console.New(console.Options{
-		AdminToken: cfg.AdminToken, GPU: gpu, Account: account, Policy: cfg.Policy,
+		AdminToken: cfg.AdminToken, Guard: adminGuard, GPU: gpu, Account: account, Policy: cfg.Policy,
 		Store: console.NewStore(deps.DB), Hosts: registry, Log: log.Named("console"),
 	})
 	if err != nil {

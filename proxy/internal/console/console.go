@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/web"
 )
@@ -67,6 +68,9 @@ type Options struct {
 	Hosts Reloader
 	// Log receives the audit line of each drain change. Required.
 	Log *zap.Logger
+	// Guard, when set, rate-limits and audits every console route per
+	// client IP (adminguard: a stricter limit on the sign-in).
+	Guard *adminguard.Guard
 	// SessionTTL is how long a sign-in lasts; 0 means DefaultSessionTTL.
 	SessionTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -121,10 +125,15 @@ func Serves(path string) bool {
 // middleware would register catch-all routes.)
 func (c *Console) Routes(e *echo.Echo) {
 	base := []echo.MiddlewareFunc{c.headers, c.enabled}
+	login := base
+	if g := c.opts.Guard; g != nil {
+		base = []echo.MiddlewareFunc{g.Session(CookieName), c.headers, c.enabled}
+		login = []echo.MiddlewareFunc{g.Login(), c.headers, c.enabled}
+	}
 	session := append(base[:len(base):len(base)], c.requireSession)
 	form := append(session[:len(session):len(session)], c.requireCSRF)
 	e.GET("/admin", c.handlePage, base...)
-	e.POST("/admin/login", c.handleLogin, base...)
+	e.POST("/admin/login", c.handleLogin, login...)
 	e.POST("/admin/logout", c.handleLogout, form...)
 	e.GET("/admin/fragment/hosts", c.handleHostsFragment, session...)
 	e.GET("/admin/fragment/jobs", c.handleJobsFragment, session...)
