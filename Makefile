@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
 
-MODULES  := shared proxy accountsvc gpusvc e2e bench
+MODULES  := shared proxy accountsvc gpusvc e2e bench deploy
 BINARIES := proxy/cmd/proxy accountsvc/cmd/accountsvc gpusvc/cmd/gpusvc
 
 TOOLS_DIR           := $(CURDIR)/.run/tools

@@ -20,6 +20,7 @@ COPY accountsvc/go.mod accountsvc/go.sum accountsvc/
 COPY gpusvc/go.mod gpusvc/go.sum gpusvc/
 COPY bench/go.mod bench/go.sum bench/
 COPY e2e/go.mod e2e/go.sum e2e/
+COPY deploy/go.mod deploy/go.sum deploy/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY shared/ shared/
 COPY accountsvc/ accountsvc/

@@ -75,8 +75,14 @@ func TestShippedSecretsAreListed(t *testing.T) {
 	found := map[string]string{}
 	for _, dir := range []string{"deploy", "scripts", "bench"} {
 		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".md") {
+			if err != nil {
 				return err
+			}
+			if d.IsDir() && d.Name() == "deploytest" {
+				return filepath.SkipDir // these tests and their sample texts
+			}
+			if d.IsDir() || strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".md") {
+				return nil
 			}
 			for k, v := range shippedSecretValues(path, string(readFile(t, path))) {
 				found[k] = v

@@ -122,7 +122,7 @@ func TestDockerfilesBuildWhatMakeBuilds(t *testing.T) {
 			require.NoError(t, err, "%s copies %s, which is not in the repository", rel(path), src)
 		}
 		// Workspace mode needs every module of go.work in the build.
-		for _, m := range []string{"go.work", "shared/go.mod", "proxy/go.mod", "accountsvc/go.mod", "gpusvc/go.mod", "bench/go.mod", "e2e/go.mod"} {
+		for _, m := range []string{"go.work", "shared/go.mod", "proxy/go.mod", "accountsvc/go.mod", "gpusvc/go.mod", "bench/go.mod", "e2e/go.mod", "deploy/go.mod"} {
 			require.Contains(t, df.copies, m, "%s must copy %s", rel(path), m)
 		}
 
