@@ -10,9 +10,11 @@
 #   pipeline  generation pipeline overhead               bench/pipeline/run.sh
 #   accounts  login/argon2id, credits ledger             bench/accounts/run.sh
 #   memory    RSS idle and under load, 50 × 5 MB uploads bench/memory/run.sh
-# BENCH_SECTIONS="proxy sched" runs a subset. A failing section is reported
-# in RESULTS.md and the run goes on; the exit status is non-zero if any
-# failed. Every section stops the processes it started and drops its
+# BENCH_SECTIONS="proxy sched" runs a subset. The soak (bench/soak/run.sh,
+# make bench-soak, 10 minutes) runs only when BENCH_SECTIONS names it;
+# otherwise the Soak section of the previous RESULTS.md is kept. A failing
+# section is reported in RESULTS.md and the run goes on; the exit status is
+# non-zero if any failed. Every section stops the processes it started and drops its
 # database; loopback only. Takes about 20 minutes on 2 cores.
 set -euo pipefail
 
@@ -42,6 +44,13 @@ for s in "${sections[@]}"; do
 	fi
 	took[$s]=$((SECONDS - t))
 done
+
+# The soak (make bench-soak, 10 minutes) runs only when asked: unless this
+# run includes it, keep the Soak section of the previous RESULTS.md.
+prev_soak=''
+if [[ " ${sections[*]} " != *" soak "* && -f $results ]]; then
+	prev_soak=$(awk '/^## / { on = /^## Soak/ } on' "$results")
+fi
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=''
@@ -76,6 +85,9 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 	for s in "${sections[@]}"; do
 		[[ -s $out/$s.md ]] && cat "$out/$s.md" && echo
 	done
+	if [[ -n $prev_soak ]]; then
+		printf '%s\n\n' "$prev_soak"
+	fi
 	echo "## Memory: RSS of every process (MB)"
 	echo
 	echo "VmRSS from /proc/PID/status (nginx: master + workers), sampled every 100 ms under load; *peak* is the largest sample."
