@@ -10,9 +10,27 @@ import (
 	"github.com/nounsai/sdserver/shared/auth"
 )
 
-// ByIP counts requests per client IP (see ClientIP).
+// ByIP counts requests per client IP (see ClientIP), IPv6 clients per /64
+// (see IPSubject).
 func ByIP(trusted []netip.Prefix) KeyFunc {
-	return func(r *http.Request) string { return "ip:" + ClientIP(r, trusted) }
+	return func(r *http.Request) string { return "ip:" + IPSubject(ClientIP(r, trusted)) }
+}
+
+// IPSubject returns the subject a per-IP limit counts ip under: an IPv4
+// address (IPv4-mapped IPv6 included) as itself, an IPv6 address as its /64
+// ("2001:db8:1:2::/64"). One subscriber usually gets a whole /64 and can pick
+// any address in it, so counting single IPv6 addresses would give a client
+// 2^64 fresh budgets. A string that is not an address is returned as is.
+func IPSubject(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
 }
 
 // ByUser counts requests per signed-in user, from the auth claims in the

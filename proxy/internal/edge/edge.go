@@ -172,7 +172,7 @@ func (g *Guard) CheckChallenge(r *http.Request) bool {
 func (g *Guard) allow(w http.ResponseWriter, r *http.Request) bool {
 	if g.cfg.RateLimitIP > 0 {
 		ip := ratelimit.ClientIP(r, g.cfg.TrustedProxies)
-		if !g.hit(w, r, "proxy_ip:"+ip, g.cfg.RateLimitIP) {
+		if !g.hit(w, r, "proxy_ip:"+ratelimit.IPSubject(ip), g.cfg.RateLimitIP) {
 			return false
 		}
 	}

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -164,4 +165,31 @@ func TestRateLimitFailsOpenOnSlowRedis(t *testing.T) {
 	g.ServeHTTP(w, req)
 	require.Equal(t, http.StatusNoContent, w.Code)
 	require.Less(t, time.Since(start), 2*time.Second)
+}
+
+// TestRateLimitIPv6Per64 checks that an IPv6 client cannot escape the per-IP
+// limit by rotating addresses inside its /64.
+func TestRateLimitIPv6Per64(t *testing.T) {
+	t.Parallel()
+	rc, prefix := dbtest.Redis(t)
+	limiter := ratelimit.New(rc, prefix, ratelimit.Options{})
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	g := edge.NewGuard(edge.Config{RateLimitIP: 2}, limiter, ok, zaptest.NewLogger(t))
+
+	var codes []int
+	for i := range 4 {
+		req := httptest.NewRequest("GET", "/users/1", nil)
+		req.RemoteAddr = fmt.Sprintf("[2001:db8:5:6::%x]:5000", i+1)
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, req)
+		codes = append(codes, w.Code)
+	}
+	require.Equal(t, []int{204, 204, 429, 429}, codes)
+
+	// The next /64 has its own budget.
+	req := httptest.NewRequest("GET", "/users/1", nil)
+	req.RemoteAddr = "[2001:db8:5:7::1]:5000"
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, req)
+	require.Equal(t, http.StatusNoContent, w.Code)
 }
