@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/db"
 )
 
 // Revocations is the real Checker: a Redis deny-list of logged-out tokens
@@ -29,7 +30,8 @@ import (
 // and the token is judged by the database check alone (which still refuses
 // tokens older than a password change). Logout therefore degrades during a
 // Redis outage instead of every signed-in user getting 401 and being thrown
-// out by the frontend. Database errors fail closed (503).
+// out by the frontend. Database errors fail closed (503), after one retry on
+// a fresh connection when the connection was lost (db.Read).
 //
 // Revocations is safe for concurrent use; set the fields before use.
 type Revocations struct {
@@ -93,7 +95,9 @@ func (r *Revocations) Check(ctx context.Context, c Claims) error {
 	}
 
 	var current int
-	err := r.pool.QueryRow(ctx, `SELECT token_version FROM users WHERE id = $1`, c.UserID).Scan(&current)
+	err := db.Read(ctx, func(ctx context.Context) error {
+		return r.pool.QueryRow(ctx, `SELECT token_version FROM users WHERE id = $1`, c.UserID).Scan(&current)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return apperr.Wrap(apperr.KindUnauthorized, MsgTokenInvalid, fmt.Errorf("user %d does not exist", c.UserID))
 	}

@@ -131,9 +131,16 @@ type GrantInput struct {
 }
 
 // Balance returns the user's spendable credits now: the sum of
-// amount_remaining over unexpired grants. An unknown user has 0.
+// amount_remaining over unexpired grants. An unknown user has 0. A read
+// whose connection was lost is retried once (db.Read).
 func (l *Ledger) Balance(ctx context.Context, userID int64) (int64, error) {
-	return balance(ctx, l.pool, userID, l.clock())
+	var n int64
+	err := db.Read(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = balance(ctx, l.pool, userID, l.clock())
+		return err
+	})
+	return n, err
 }
 
 // balanceSQL is a range scan of transactions_open_credits_idx.

@@ -1,5 +1,12 @@
-// Package db opens the PostgreSQL pool and holds the transaction helper and
-// the translation of driver errors into apperr kinds.
+// Package db opens the PostgreSQL pool and holds the transaction helper,
+// the retry of reads on lost connections and the translation of driver
+// errors into apperr kinds.
+//
+// Database blips (pg_terminate_backend, a failover, a restart) are absorbed
+// in two places: the pool never hands out a connection the server has
+// already closed (see Open), and Read repeats a read whose connection was
+// lost while the statement was in flight. Writes are never repeated
+// blindly.
 //
 // This package must never contain domain SQL; stores live next to their
 // domain in each service (or in shared domain packages).
@@ -9,6 +16,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,7 +47,8 @@ type Options struct {
 
 // Open connects a pool to url and pings it. The pool has a connect
 // timeout and a server-side statement timeout so that no query can hang
-// forever.
+// forever, and it checks each connection it hands out for a server-side
+// close (see shouldPing).
 func Open(ctx context.Context, url string, opts Options) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -60,6 +72,7 @@ func Open(ctx context.Context, url string, opts Options) (*pgxpool.Pool, error) 
 		cfg.MaxConns = opts.MaxConns
 	}
 	cfg.HealthCheckPeriod = opts.HealthCheckPeriod
+	cfg.ShouldPing = shouldPing
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -71,6 +84,18 @@ func Open(ctx context.Context, url string, opts Options) (*pgxpool.Pool, error) 
 		return nil, fmt.Errorf("ping database: %w", err)
 	}
 	return pool, nil
+}
+
+// shouldPing decides whether pgxpool pings a connection before handing it
+// out: when it has been idle over a second (pgxpool's own rule), and when
+// the server has already closed it. The second catches the connections of a
+// pg_terminate_backend, a failover or a server restart at once, so the next
+// statement runs on a fresh connection instead of failing on a dead one
+// (nothing has been sent on it, so this is safe for writes too). The ping
+// reads the server's FATAL message, fails, and pgxpool destroys the
+// connection and takes or opens another.
+func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
+	return p.IdleDuration > time.Second || peerClosed(p.Conn.PgConn().Conn())
 }
 
 // Beginner starts transactions; *pgxpool.Pool satisfies it.
@@ -111,11 +136,41 @@ func IsForeignKeyViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23503"
 }
 
-// IsSerializationFailure reports whether err is a serialization failure or
-// deadlock, after which the transaction may be retried.
-func IsSerializationFailure(err error) bool {
+// ConnectionLost reports whether err means the connection, not the
+// statement, failed: pgconn says nothing was sent (SafeToRetry), the server
+// ended the session (admin_shutdown 57P01 from pg_terminate_backend or a
+// fast shutdown, crash_shutdown 57P02, cannot_connect_now 57P03, or any
+// connection exception, class 08), or the stream broke. A context's
+// cancellation or deadline is never a lost connection.
+func ConnectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	if errors.As(err, &pe) {
+		return pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || strings.HasPrefix(pe.Code, "08")
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Read runs fn, which must only read, and runs it once more when it failed
+// with a lost connection (ConnectionLost): a statement in flight when the
+// server terminated its backend is answered from a fresh connection instead
+// of becoming a 503. A read can be repeated safely whether or not the server
+// saw the first attempt. Writes must not go through Read: the first attempt
+// may have committed. fn should do all its reading (QueryRow...Scan, or
+// Query to the end of the rows) inside, so that the error it returns is the
+// statement's.
+func Read(ctx context.Context, fn func(ctx context.Context) error) error {
+	err := fn(ctx)
+	if err == nil || ctx.Err() != nil || !ConnectionLost(err) {
+		return err
+	}
+	return fn(ctx)
 }
 
 // Interpret translates driver errors into apperr kinds once, at the
