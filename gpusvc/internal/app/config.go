@@ -44,6 +44,28 @@ type Config struct {
 	Worker worker.Config
 	// Email sends the video project emails (EMAIL_BACKEND, ...).
 	Email email.Config
+	// Charging configures the holds on synchronous charges.
+	Charging ChargingConfig
+}
+
+// ChargingConfig bounds the credit holds of synchronous requests (see
+// shared/credits, "Holds"): a request's charge is refunded by the sweeper
+// when it is neither settled nor released within HoldFor().
+type ChargingConfig struct {
+	// HoldMargin is added to GPU_QUEUE_WAIT + GENERATION_TIMEOUT to make
+	// a hold's deadline, covering storage and slack (CHARGE_HOLD_MARGIN,
+	// default 60s).
+	HoldMargin time.Duration
+	// SweepInterval is how often this host refunds holds past their
+	// deadline, left by any host that died (CHARGE_SWEEP_INTERVAL,
+	// default 15s).
+	SweepInterval time.Duration
+}
+
+// HoldFor is the deadline of a synchronous request's charge hold: the
+// longest the request may wait for a slot and run, plus the margin.
+func (c Config) HoldFor() time.Duration {
+	return c.GPU.QueueWait + c.GPU.JobTimeout + c.Charging.HoldMargin
 }
 
 // InferenceConfig selects the backends.
@@ -135,6 +157,10 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		RegisterHost: l.Bool("REGISTER_HOST", "", false),
 		Worker:       worker.LoadConfig(l),
 		Email:        email.LoadConfig(l),
+		Charging: ChargingConfig{
+			HoldMargin:    l.Duration("CHARGE_HOLD_MARGIN", "", time.Minute),
+			SweepInterval: l.Duration("CHARGE_SWEEP_INTERVAL", "", 15*time.Second),
+		},
 	}
 	defModel := ""
 	if cfg.Inference.Default == replicate.Name {
@@ -198,6 +224,12 @@ func (c Config) Validate() error {
 	}
 	if c.GPU.Pacing.Slowdown <= 0 || c.GPU.Pacing.Slowdown > 1000 {
 		bad("GPU_SLOWDOWN", "must be above 0 and at most 1000")
+	}
+	if c.Charging.HoldMargin < 0 {
+		bad("CHARGE_HOLD_MARGIN", "must not be negative")
+	}
+	if c.Charging.SweepInterval < 10*time.Millisecond || c.Charging.SweepInterval > time.Hour {
+		bad("CHARGE_SWEEP_INTERVAL", "must be between 10ms and 1h")
 	}
 	if c.RegisterHost && c.PublicURL == "" {
 		bad("PUBLIC_URL", "is required when REGISTER_HOST=true")

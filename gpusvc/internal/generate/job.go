@@ -116,11 +116,6 @@ type ImageJob struct {
 	Anonymous bool
 	// Key identifies the request for idempotent charging (the request ID).
 	Key string
-	// Prepaid makes GenerateImages skip its own charge and refund: the
-	// caller charged the job and refunds it on failure (async jobs, whose
-	// debit is keyed by the job so that a retry is not charged again).
-	// Never stored with a queued job.
-	Prepaid bool `json:"-"`
 
 	// Mode is the canonical legacy inference_mode and Op its operation.
 	Mode string

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 
@@ -35,8 +36,10 @@ func (s *Service) resolveOp(ctx context.Context, modelID string, op inference.Op
 	return route, route.Check(op)
 }
 
-// runRoute charges (when the caller pays), runs fn within capacity and
-// refunds on failure, a panic in fn included.
+// runRoute charges (a hold, when the caller pays), runs fn within
+// capacity, then settles the hold before the answer goes out; on failure,
+// a panic in fn included, it releases the hold. A hold the sweeper
+// refunded first fails the request (504) instead of answering for free.
 func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route models.Route, fn func(ctx context.Context) error) error {
 	var debit credits.Debit
 	if c.Charged {
@@ -45,16 +48,23 @@ func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route
 			return err
 		}
 	}
-	done := false
+	settled := false
 	defer func() {
-		if !done {
-			s.refund(ctx, debit)
+		if !settled {
+			s.release(ctx, debit)
 		}
 	}()
 	if err := s.run(ctx, op, route.Backend.Name(), routeUnits(op), fn); err != nil {
 		return err
 	}
-	done = true
+	if err := s.opts.Charger.Settle(ctx, nil, debit.ID); err != nil {
+		if errors.Is(err, credits.ErrHoldReleased) {
+			settled = true
+			s.opts.Metrics.holdsLost.Inc()
+		}
+		return err
+	}
+	settled = true
 	return nil
 }
 
