@@ -97,7 +97,7 @@ func TestCheckAndDecode(t *testing.T) {
 	}
 	img, info, err := media.Decode(good, media.DefaultLimits)
 	require.NoError(t, err)
-	require.Equal(t, media.Info{Format: "png", Width: 300, Height: 120}, info)
+	require.Equal(t, media.Info{Format: "png", Width: 300, Height: 120, DecodedBytes: 300 * 120 * 4}, info)
 	require.Equal(t, 300, img.Bounds().Dx())
 }
 

@@ -322,7 +322,8 @@ func (s *Service) prepare(ctx context.Context, job *ImageJob) (prepared, error) 
 	if job.Op == inference.OpTxt2Img {
 		req.Width, req.Height = job.Width, job.Height
 	} else {
-		if req.Init, req.Mask, err = s.decodeInputs(*job); err != nil {
+		// Only the headers here; the pixels are decoded in the slot.
+		if err := s.checkInputs(*job); err != nil {
 			return prepared{}, err
 		}
 		inputHash = media.Hash(job.Input)
@@ -348,8 +349,15 @@ func (s *Service) render(ctx context.Context, job ImageJob, p prepared) ([]sampl
 	units := workUnits(job.Op, p.req)
 	backend := p.route.Backend.Name()
 	err := s.run(ctx, job.Op, backend, units, func(ctx context.Context) error {
+		req := p.req
+		if job.Op != inference.OpTxt2Img {
+			var err error
+			if req.Init, req.Mask, err = s.decodeInputs(job); err != nil {
+				return err
+			}
+		}
 		var err error
-		res, err = p.route.Backend.Generate(ctx, p.req)
+		res, err = p.route.Backend.Generate(ctx, req)
 		return err
 	})
 	if err != nil {
