@@ -32,6 +32,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/a1111"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/paced"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/replicate"
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/gpusvc/internal/worker"
@@ -102,6 +103,16 @@ func (a *App) backends() (map[string]inference.Backend, error) {
 	if ic.ReplicateToken != "" || ic.ReplicateURL != "" {
 		out[replicate.Name] = replicate.New(replicate.Config{BaseURL: ic.ReplicateURL, Token: ic.ReplicateToken, Log: a.log})
 	}
+	if p := a.cfg.GPU.Pacing; p.BaseSeconds > 0 {
+		// The paced fake backend (benchmarks, fault drills): each keeps
+		// its name, so models and metrics are unchanged.
+		p.ImageUnits, p.RouteUnits = generate.WorkUnits, generate.RouteUnits
+		for name, b := range out {
+			out[name] = paced.New(b, p)
+		}
+		a.log.Warn("GPU pacing is ON: the paced fake backend wraps every backend (GPU_BASE_SECONDS)",
+			zap.Float64("base_seconds", p.BaseSeconds), zap.Float64("speed", p.Speed), zap.Float64("slowdown", p.Slowdown))
+	}
 	return out, nil
 }
 
@@ -139,7 +150,6 @@ func (a *App) routes(ctx context.Context) error {
 		Timeout:   a.cfg.GPU.JobTimeout,
 		HoldFor:   a.cfg.HoldFor(),
 		HoldOwner: holdOwner,
-		Pacing:    a.cfg.GPU.Pacing,
 		Metrics:   generate.NewMetrics(a.reg, a.capacity),
 		Log:       a.log,
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/a1111"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/paced"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/replicate"
 	"github.com/nounsai/sdserver/gpusvc/internal/worker"
 	"github.com/nounsai/sdserver/shared/config"
@@ -107,12 +108,14 @@ type GPUConfig struct {
 	// 230s, so that with GPU_QUEUE_WAIT a request ends before the proxy's
 	// 300 s GPU_TIMEOUT); beyond it the request gets 504 and a refund.
 	JobTimeout time.Duration
-	// Pacing simulates GPU time for benchmarks: every job holds its slot
-	// for work units × GPU_BASE_SECONDS × GPU_SLOWDOWN / GPU_SPEED seconds
-	// before the backend runs (GPU_BASE_SECONDS default 0 = off; GPU_SPEED
-	// and GPU_SLOWDOWN default 1). A work unit is one 512×512, 25-step
-	// Text to Image sample, the proxy's scale.
-	Pacing generate.Pacing
+	// Pacing selects the paced fake backend for benchmarks and fault
+	// drills: with GPU_BASE_SECONDS > 0 every backend is wrapped so that
+	// each image job holds its slot for work units × GPU_BASE_SECONDS ×
+	// GPU_SLOWDOWN / GPU_SPEED seconds before the backend runs
+	// (GPU_BASE_SECONDS default 0 = off, no wrapper; GPU_SPEED and
+	// GPU_SLOWDOWN default 1). A work unit is one 512×512, 25-step Text
+	// to Image sample, the proxy's scale.
+	Pacing paced.Options
 }
 
 // LoadConfig reads the configuration from l and validates it.
@@ -136,7 +139,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 			Queue:      l.Int("GPU_QUEUE", "", 4),
 			QueueWait:  l.Duration("GPU_QUEUE_WAIT", "", 60*time.Second),
 			JobTimeout: l.Duration("GENERATION_TIMEOUT", "", 230*time.Second),
-			Pacing: generate.Pacing{
+			Pacing: paced.Options{
 				BaseSeconds: l.Float("GPU_BASE_SECONDS", "", 0),
 				Speed:       l.Float("GPU_SPEED", "", 1),
 				Slowdown:    l.Float("GPU_SLOWDOWN", "", 1),

@@ -76,37 +76,7 @@ type ImageCreator interface {
 	Stage(ctx context.Context, ns []library.NewImage) (*library.Batch, error)
 }
 
-// Pacing simulates GPU speed for the proxy's scheduling benchmarks: each job
-// holds its slot for an extra Units × BaseSeconds × Slowdown / Speed
-// seconds before the backend runs. The zero value adds nothing.
-type Pacing struct {
-	// BaseSeconds is the simulated time of one work unit (GPU_BASE_SECONDS;
-	// 0 turns pacing off). A unit is one 512×512, 25-step, 1-sample Text
-	// to Image (the proxy's balancer.Estimate uses the same scale).
-	BaseSeconds float64
-	// Speed is the simulated GPU's relative speed (GPU_SPEED, default 1):
-	// 0.5 makes every job take twice as long.
-	Speed float64
-	// Slowdown multiplies the simulated time (GPU_SLOWDOWN, default 1).
-	Slowdown float64
-}
-
-// delay returns the simulated time of a job of units work units.
-func (p Pacing) delay(units float64) time.Duration {
-	if p.BaseSeconds <= 0 || units <= 0 {
-		return 0
-	}
-	speed, slow := p.Speed, p.Slowdown
-	if speed <= 0 {
-		speed = 1
-	}
-	if slow <= 0 {
-		slow = 1
-	}
-	return time.Duration(units * p.BaseSeconds * slow / speed * float64(time.Second))
-}
-
-// Options configure a Service. Every field but Pacing and Log is required.
+// Options configure a Service. Every field but Log is required.
 type Options struct {
 	Registry *models.Registry
 	Capacity *capacity.Limiter
@@ -124,7 +94,6 @@ type Options struct {
 	HoldFor time.Duration
 	// HoldOwner names this host in the holds it makes (its public URL).
 	HoldOwner string
-	Pacing    Pacing
 	Metrics   *Metrics
 	Log       *zap.Logger
 }
@@ -346,9 +315,8 @@ type sample struct {
 // render runs the backend within capacity and encodes every sample.
 func (s *Service) render(ctx context.Context, job ImageJob, p prepared) ([]sample, error) {
 	var res inference.ImageResult
-	units := workUnits(job.Op, p.req)
 	backend := p.route.Backend.Name()
-	err := s.run(ctx, job.Op, backend, units, func(ctx context.Context) error {
+	err := s.run(ctx, job.Op, backend, func(ctx context.Context) error {
 		req := p.req
 		if job.Op != inference.OpTxt2Img {
 			var err error
@@ -474,8 +442,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // run executes fn for op on backend inside a capacity slot, with the job
-// timeout and the simulated pacing, records its latency and maps its error.
-func (s *Service) run(ctx context.Context, op inference.Op, backend string, units float64, fn func(ctx context.Context) error) error {
+// timeout, records its latency and maps its error.
+func (s *Service) run(ctx context.Context, op inference.Op, backend string, fn func(ctx context.Context) error) error {
 	release, err := s.opts.Capacity.Acquire(ctx)
 	if err != nil {
 		var full *capacity.FullError
@@ -494,10 +462,7 @@ func (s *Service) run(ctx context.Context, op inference.Op, backend string, unit
 	jobCtx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	start := time.Now()
-	err = s.pace(jobCtx, units)
-	if err == nil {
-		err = fn(jobCtx)
-	}
+	err = fn(jobCtx)
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
@@ -507,22 +472,6 @@ func (s *Service) run(ctx context.Context, op inference.Op, backend string, unit
 		return nil
 	}
 	return s.mapError(ctx, jobCtx, op, backend, err)
-}
-
-// pace sleeps the simulated GPU time, or until ctx ends.
-func (s *Service) pace(ctx context.Context, units float64) error {
-	d := s.opts.Pacing.delay(units)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // mapError turns a backend error into an apperr kind: unsupported 501,
