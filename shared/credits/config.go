@@ -98,13 +98,6 @@ func (c Config) SignupBonus(userID int64, now time.Time) (GrantInput, bool) {
 	return in, true
 }
 
-// Free reports whether a caller's charge is free. Anonymous callers (no
-// token: the legacy user 67, admitted only when config.Common
-// AnonymousEnabled is set) are never charged; they are rate-limited instead.
-// Whether anonymous callers are admitted at all is the auth middleware's
-// decision (auth.Verifier.Optional), not the ledger's.
-func Free(anonymous bool) bool { return anonymous }
-
 // ChargeInput describes a priced charge.
 type ChargeInput struct {
 	// UserID pays, unless Anonymous.
@@ -119,20 +112,26 @@ type ChargeInput struct {
 	IdempotencyKey string
 	// Metadata is an optional JSON object stored with the debit.
 	Metadata json.RawMessage
+	// HoldFor and HoldOwner make the debit a hold (see DebitInput).
+	HoldFor   time.Duration
+	HoldOwner string
 }
 
 // Charge prices the operation with the ledger's Pricing and debits it, with
-// Op as the reason. Anonymous callers (see Free) and zero-priced operations
-// are not charged: the result has Free set, ID 0, and nothing is written, so
-// there is nothing to refund. Errors are those of Debit.
+// Op as the reason. Anonymous callers (no token: the legacy user 67,
+// admitted only when config.Common AnonymousEnabled is set; whether they
+// are admitted at all is the auth middleware's decision) and zero-priced
+// operations are not charged: they are rate-limited instead, the result has
+// Free set, ID 0, and nothing is written, so there is nothing to refund or
+// settle. Errors are those of Debit.
 func (l *Ledger) Charge(ctx context.Context, in ChargeInput) (Debit, error) {
 	if _, ok := l.pricing.Price(in.Op); !ok {
 		return Debit{}, apperr.Invalid(fmt.Sprintf("unknown operation %q", in.Op))
 	}
 	cost := l.pricing.Cost(in.Op, in.Units)
-	if Free(in.Anonymous) || cost == 0 {
+	if in.Anonymous || cost == 0 {
 		return Debit{UserID: in.UserID, Reason: in.Op, IdempotencyKey: in.IdempotencyKey, Free: true}, nil
 	}
 	return l.Debit(ctx, DebitInput{UserID: in.UserID, Amount: cost, IdempotencyKey: in.IdempotencyKey,
-		Reason: in.Op, Metadata: in.Metadata})
+		Reason: in.Op, Metadata: in.Metadata, HoldFor: in.HoldFor, HoldOwner: in.HoldOwner})
 }

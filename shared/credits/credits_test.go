@@ -712,8 +712,6 @@ func TestCharge(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, d.Free)
 	require.Zero(t, d.ID)
-	require.True(t, credits.Free(true))
-	require.False(t, credits.Free(false))
 
 	d, err = l.Charge(ctx, credits.ChargeInput{UserID: user, Op: credits.OpMask})
 	require.NoError(t, err)

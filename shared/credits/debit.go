@@ -28,6 +28,13 @@ type DebitInput struct {
 	Reason string
 	// Metadata is an optional JSON object stored with the row.
 	Metadata json.RawMessage
+	// HoldFor, when positive, makes the debit a hold: it must be settled
+	// (Settle) or released (Release) within HoldFor, or the sweeper
+	// (SweepHolds) refunds it. Zero makes a plain debit, settled at once.
+	HoldFor time.Duration
+	// HoldOwner names who holds the credits (a gpusvc's address), for
+	// operators; at most MaxKeyLen characters.
+	HoldOwner string
 }
 
 // Debit is a recorded charge (a transactions row of type debit).
@@ -49,6 +56,9 @@ type Debit struct {
 	// Free is set by Charge for callers that are not charged (anonymous
 	// callers, zero-priced operations); nothing was written.
 	Free bool
+	// HoldUntil is the deadline of a hold that is neither settled nor
+	// refunded; nil for a plain debit and a settled or refunded hold.
+	HoldUntil *time.Time
 }
 
 // Debit charges a user, consuming grants soonest-expiring first, then
@@ -73,6 +83,12 @@ func (l *Ledger) Debit(ctx context.Context, in DebitInput) (Debit, error) {
 	}
 	if err := validateText("idempotency key", in.IdempotencyKey, MaxKeyLen); err != nil {
 		return Debit{}, err
+	}
+	if err := validateText("hold owner", in.HoldOwner, MaxKeyLen); err != nil {
+		return Debit{}, err
+	}
+	if in.HoldFor < 0 {
+		return Debit{}, apperr.Invalid("hold must not be negative")
 	}
 	meta, err := normalizeMetadata(in.Metadata)
 	if err != nil {
@@ -110,7 +126,11 @@ func (l *Ledger) Debit(ctx context.Context, in DebitInput) (Debit, error) {
 		}
 		out = Debit{UserID: in.UserID, Amount: in.Amount, IdempotencyKey: in.IdempotencyKey,
 			Reason: in.Reason, Metadata: meta, Allocations: allocs}
-		out.ID, out.CreatedAt, err = insertDebit(ctx, tx, out, now)
+		if in.HoldFor > 0 {
+			until := now.Add(in.HoldFor).Truncate(time.Microsecond)
+			out.HoldUntil = &until
+		}
+		out.ID, out.CreatedAt, err = insertDebit(ctx, tx, out, in.HoldOwner, now)
 		return err
 	})
 	if err != nil {
@@ -184,7 +204,7 @@ func consume(ctx context.Context, tx pgx.Tx, userID, amount int64, now time.Time
 }
 
 // insertDebit writes the debit row and its allocations in one statement.
-func insertDebit(ctx context.Context, tx pgx.Tx, d Debit, now time.Time) (int64, time.Time, error) {
+func insertDebit(ctx context.Context, tx pgx.Tx, d Debit, owner string, now time.Time) (int64, time.Time, error) {
 	grants := make([]int64, len(d.Allocations))
 	amounts := make([]int64, len(d.Allocations))
 	for i, a := range d.Allocations {
@@ -194,18 +214,22 @@ func insertDebit(ctx context.Context, tx pgx.Tx, d Debit, now time.Time) (int64,
 	if d.IdempotencyKey != "" {
 		key = &d.IdempotencyKey
 	}
+	var holdOwner *string
+	if d.HoldUntil != nil && owner != "" {
+		holdOwner = &owner
+	}
 	var id int64
 	err := tx.QueryRow(ctx, `
 WITH d AS (
-    INSERT INTO transactions (metadata, created_at, updated_at, expires_at, user_id, type, amount, amount_remaining, memo, idempotency_key)
-    VALUES ($1, $2, $2, NULL, $3, 'debit', $4, 0, $5, $6)
+    INSERT INTO transactions (metadata, created_at, updated_at, expires_at, user_id, type, amount, amount_remaining, memo, idempotency_key, hold_until, hold_owner)
+    VALUES ($1, $2, $2, NULL, $3, 'debit', $4, 0, $5, $6, $9, $10)
     RETURNING id
 ), a AS (
     INSERT INTO transaction_allocations (debit_id, grant_id, amount)
     SELECT d.id, u.grant_id, u.amount FROM d, unnest($7::int[], $8::int[]) AS u(grant_id, amount)
 )
 SELECT id FROM d`,
-		d.Metadata, now, d.UserID, d.Amount, d.Reason, key, grants, amounts).Scan(&id)
+		d.Metadata, now, d.UserID, d.Amount, d.Reason, key, grants, amounts, d.HoldUntil, holdOwner).Scan(&id)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("insert debit: %w", err)
 	}
@@ -218,9 +242,9 @@ func debitByKey(ctx context.Context, q db.Querier, userID int64, key string) (De
 	var typ string
 	var d Debit
 	err := q.QueryRow(ctx, `
-SELECT id, type, user_id, amount, memo, metadata, created_at
+SELECT id, type, user_id, amount, memo, metadata, created_at, hold_until
 FROM transactions WHERE user_id = $1 AND idempotency_key = $2`, userID, key).
-		Scan(&d.ID, &typ, &d.UserID, &d.Amount, &d.Reason, &d.Metadata, &d.CreatedAt)
+		Scan(&d.ID, &typ, &d.UserID, &d.Amount, &d.Reason, &d.Metadata, &d.CreatedAt, &d.HoldUntil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Debit{}, false, nil
 	}
@@ -232,6 +256,10 @@ FROM transactions WHERE user_id = $1 AND idempotency_key = $2`, userID, key).
 	}
 	d.IdempotencyKey = key
 	d.CreatedAt = d.CreatedAt.UTC()
+	if d.HoldUntil != nil {
+		t := d.HoldUntil.UTC()
+		d.HoldUntil = &t
+	}
 	if d.Allocations, err = allocationsOf(ctx, q, d.ID); err != nil {
 		return Debit{}, false, err
 	}

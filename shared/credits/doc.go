@@ -60,6 +60,32 @@
 // days by default). Giving the credits back to the expired grant first keeps
 // the books exact: the expired grant ends as if the debit had never happened.
 //
+// # Holds: crash-consistent charging
+//
+// A synchronous request (gpusvc's POST /images and model routes) charges
+// before it runs and cannot know whether its process survives the run, so
+// its debit is a hold (DebitInput.HoldFor): an ordinary debit row whose
+// hold_until column carries a deadline (and hold_owner the host). Exactly
+// one of three things then ends the hold, each by clearing hold_until with
+// one guarded UPDATE on the debit's row (... WHERE hold_until IS NOT NULL),
+// so that they are mutually exclusive:
+//
+//   - Settle: the request delivered. It runs in the same transaction as the
+//     request's result (the image rows), so images exist exactly when the
+//     hold is settled. A hold refunded first makes Settle fail with
+//     ErrHoldReleased, and the result is rolled back (the client gets 504).
+//   - Release: the request failed and gives the credits back itself.
+//   - SweepHolds: the deadline passed with neither (the process died); any
+//     live service refunds the hold (RunSweeper). Concurrent sweepers are
+//     safe: the guard and the one-refund-per-debit index make the refund
+//     happen once.
+//
+// The deadline must exceed the longest a request can run (gpusvc uses
+// GPU_QUEUE_WAIT + GENERATION_TIMEOUT + CHARGE_HOLD_MARGIN); a request that
+// outlives it anyway is refunded and fails, it is never both refunded and
+// delivered. Refund (by id or key) is unguarded: it closes an open hold
+// too, and is for debits that are not holds (async jobs, operators).
+//
 // # Invariants
 //
 // At every commit, for every grant 0 <= amount_remaining <= amount (also a
@@ -79,8 +105,7 @@
 // SIGNUP_BONUS_DAYS: 0 credits by default in production, 50 credits for 30
 // days in the local stack) and the refund grant lifetime. Callers without a
 // token run as the legacy anonymous user 67 (when ANONYMOUS_ENABLED); they
-// are never charged (see Free and Ledger.Charge) and are rate-limited
-// instead.
+// are never charged (see Ledger.Charge) and are rate-limited instead.
 //
 // This package must never import HTTP frameworks, write HTTP responses or
 // log: it returns *apperr.Error values for the shared error handler. It must

@@ -57,15 +57,18 @@ func (l *Ledger) Refund(ctx context.Context, debitID int64) (Refund, error) {
 	if debitID <= 0 {
 		return Refund{}, apperr.NotFound("Debit not found")
 	}
-	r, err := l.refund(ctx, func(q db.Querier) (int64, int64, error) {
-		var userID, amount int64
-		err := q.QueryRow(ctx, `SELECT user_id, amount FROM transactions WHERE id = $1 AND type = 'debit'`, debitID).Scan(&userID, &amount)
-		return userID, amount, err
-	}, debitID)
+	r, err := l.refund(ctx, debitID, refundAny, time.Time{})
 	if err != nil {
 		return Refund{}, wrapRefund(err, fmt.Sprintf("refund debit %d", debitID))
 	}
 	return r, nil
+}
+
+// lookupDebit returns the user and amount of the debit debitID.
+func lookupDebit(ctx context.Context, q db.Querier, debitID int64) (int64, int64, error) {
+	var userID, amount int64
+	err := q.QueryRow(ctx, `SELECT user_id, amount FROM transactions WHERE id = $1 AND type = 'debit'`, debitID).Scan(&userID, &amount)
+	return userID, amount, err
 }
 
 // RefundByKey is Refund for the user's debit with the idempotency key.
@@ -95,11 +98,29 @@ func wrapRefund(err error, op string) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-func (l *Ledger) refund(ctx context.Context, lookup func(q db.Querier) (int64, int64, error), debitID int64) (Refund, error) {
+// refundMode says which debits a refund may give back.
+type refundMode int
+
+const (
+	// refundAny refunds any debit with allocations (an open hold is
+	// closed by it).
+	refundAny refundMode = iota
+	// refundHeld refunds only an open hold (Release).
+	refundHeld
+	// refundExpired refunds only an open hold whose deadline is at or
+	// before the given time (SweepHolds).
+	refundExpired
+)
+
+// errNotHeld is refund's answer in refundHeld and refundExpired modes when
+// the debit is not (or no longer) an open hold that qualifies.
+var errNotHeld = errors.New("debit is not an open hold")
+
+func (l *Ledger) refund(ctx context.Context, debitID int64, mode refundMode, expiredAt time.Time) (Refund, error) {
 	now := l.clock()
 	var out Refund
 	err := db.InTx(ctx, l.pool, func(tx pgx.Tx) error {
-		userID, amount, err := lookup(tx)
+		userID, amount, err := lookupDebit(ctx, tx, debitID)
 		if err != nil {
 			return err
 		}
@@ -109,6 +130,23 @@ func (l *Ledger) refund(ctx context.Context, lookup func(q db.Querier) (int64, i
 		if r, found, err := refundOf(ctx, tx, debitID); err != nil || found {
 			out = r
 			return err
+		}
+		// Closing the hold is the guard that makes a refund and a
+		// settlement of the same hold mutually exclusive: both clear
+		// hold_until with a guarded UPDATE on the debit's row, so the
+		// second one waits for the first and then finds nothing to do.
+		var deadline *time.Time
+		if mode == refundExpired {
+			deadline = &expiredAt
+		}
+		tag, err := tx.Exec(ctx, `
+UPDATE transactions SET hold_until = NULL, updated_at = $2
+WHERE id = $1 AND hold_until IS NOT NULL AND ($3::timestamp IS NULL OR hold_until <= $3::timestamp)`, debitID, now, deadline)
+		if err != nil {
+			return fmt.Errorf("close hold of debit %d: %w", debitID, err)
+		}
+		if mode != refundAny && tag.RowsAffected() == 0 {
+			return errNotHeld
 		}
 		allocs, err := allocationsOf(ctx, tx, debitID)
 		if err != nil {

@@ -192,14 +192,8 @@ func (s *Images) Create(ctx context.Context, n NewImage) (Image, bool, error) {
 			out = existing
 			return nil
 		}
-		now := s.Now().UTC()
-		out, err = scanImage(tx.QueryRow(ctx, `
-			INSERT INTO images (user_id, base_64, thumb_base_64, hash, metadata, cdn_id, is_public, is_liked, parent_id, created_at, updated_at)
-			VALUES ($1, '0', '0', $2, $3::json, $4, $5, $6, $7, $8, $8)
-			RETURNING `+imageColumns,
-			n.UserID, n.Hash, string(meta), cdnID, n.IsPublic, n.IsLiked, n.ParentID, now))
-		if err != nil {
-			return db.Interpret(fmt.Errorf("insert image for user %d: %w", n.UserID, err), "image")
+		if out, err = insertImage(ctx, tx, n, meta, cdnID, s.Now().UTC()); err != nil {
+			return err
 		}
 		created = true
 		return nil
@@ -213,6 +207,20 @@ func (s *Images) Create(ctx context.Context, n NewImage) (Image, bool, error) {
 		return Image{}, false, err
 	}
 	return out, created, nil
+}
+
+// insertImage inserts the row of an image whose objects are uploaded under
+// cdnID.
+func insertImage(ctx context.Context, tx pgx.Tx, n NewImage, meta []byte, cdnID string, now time.Time) (Image, error) {
+	im, err := scanImage(tx.QueryRow(ctx, `
+		INSERT INTO images (user_id, base_64, thumb_base_64, hash, metadata, cdn_id, is_public, is_liked, parent_id, created_at, updated_at)
+		VALUES ($1, '0', '0', $2, $3::json, $4, $5, $6, $7, $8, $8)
+		RETURNING `+imageColumns,
+		n.UserID, n.Hash, string(meta), cdnID, n.IsPublic, n.IsLiked, n.ParentID, now))
+	if err != nil {
+		return Image{}, db.Interpret(fmt.Errorf("insert image for user %d: %w", n.UserID, err), "image")
+	}
+	return im, nil
 }
 
 // lockAndFind takes the transaction-scoped lock on (userID, hash) and then

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	_ "image/gif"  // register the GIF decoder
 	_ "image/jpeg" // register the JPEG decoder
 	_ "image/png"  // register the PNG decoder
@@ -30,6 +31,11 @@ import (
 type Limits struct {
 	// MaxWidth and MaxHeight bound each side in pixels; zero means 4096.
 	MaxWidth, MaxHeight int
+	// MaxDecodedBytes bounds the memory the decoder allocates for the
+	// pixels, estimated from the header (Info.DecodedBytes) before any
+	// pixel is decoded: a small file can claim a 16-bit 4096×4096 image
+	// (128 MiB). Zero means no bound beyond the sides.
+	MaxDecodedBytes int64
 }
 
 // DefaultLimits are the limits of user uploads: 4096×4096.
@@ -51,6 +57,42 @@ type Info struct {
 	Format string
 	// Width and Height are in pixels.
 	Width, Height int
+	// DecodedBytes is what decoding allocates for the pixels: width ×
+	// height × the bytes per pixel of the header's colour model (an upper
+	// estimate; progressive JPEGs count their coefficient buffers).
+	DecodedBytes int64
+}
+
+// bytesPerPixel is the decoder's allocation per pixel for a colour model
+// (8, the largest, when unknown).
+func bytesPerPixel(m color.Model, format string, data []byte) int64 {
+	switch m {
+	case color.GrayModel:
+		return 1
+	case color.Gray16Model:
+		return 2
+	case color.RGBAModel, color.NRGBAModel, color.AlphaModel:
+		return 4
+	case color.RGBA64Model, color.NRGBA64Model, color.Alpha16Model:
+		return 8
+	case color.YCbCrModel, color.NYCbCrAModel, color.CMYKModel:
+		if format == "jpeg" && progressiveJPEG(data) {
+			// Progressive JPEGs keep every coefficient as an int32
+			// until the last scan: 4 bytes per sample, per component.
+			return 16
+		}
+		return 4
+	}
+	if _, ok := m.(color.Palette); ok {
+		return 1
+	}
+	return 8
+}
+
+// progressiveJPEG reports whether the JPEG's header holds a progressive
+// frame marker (SOF2); a false positive only overestimates.
+func progressiveJPEG(data []byte) bool {
+	return bytes.Contains(data, []byte{0xff, 0xc2})
 }
 
 // ThumbnailSize is the longest side of a thumbnail in pixels (legacy).
@@ -79,6 +121,11 @@ func Check(data []byte, lim Limits) (Info, error) {
 	if cfg.Width > lim.MaxWidth || cfg.Height > lim.MaxHeight {
 		return info, apperr.Invalid(fmt.Sprintf("The image is %d×%d pixels; the limit is %d×%d",
 			cfg.Width, cfg.Height, lim.MaxWidth, lim.MaxHeight))
+	}
+	info.DecodedBytes = int64(cfg.Width) * int64(cfg.Height) * bytesPerPixel(cfg.ColorModel, format, data)
+	if lim.MaxDecodedBytes > 0 && info.DecodedBytes > lim.MaxDecodedBytes {
+		return info, apperr.Invalid(fmt.Sprintf("The image is too large to decode (%d×%d pixels at this colour depth take %d MiB; the limit is %d MiB)",
+			cfg.Width, cfg.Height, info.DecodedBytes>>20, lim.MaxDecodedBytes>>20))
 	}
 	return info, nil
 }

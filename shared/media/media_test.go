@@ -97,7 +97,7 @@ func TestCheckAndDecode(t *testing.T) {
 	}
 	img, info, err := media.Decode(good, media.DefaultLimits)
 	require.NoError(t, err)
-	require.Equal(t, media.Info{Format: "png", Width: 300, Height: 120}, info)
+	require.Equal(t, media.Info{Format: "png", Width: 300, Height: 120, DecodedBytes: 300 * 120 * 4}, info)
 	require.Equal(t, 300, img.Bounds().Dx())
 }
 
@@ -164,7 +164,7 @@ func TestSanitizeFilename(t *testing.T) {
 func TestSniff(t *testing.T) {
 	t.Parallel()
 	ok := map[string][]byte{
-		"mp3":  append([]byte("ID3\x04\x00\x00\x00\x00\x00\x00"), make([]byte, 10)...),
+		"mp3":  append([]byte("ID3\x04\x00\x00\x00\x00\x00\x00"), 0xFF, 0xFB, 0x90, 0x64, 0, 0, 0, 0, 0, 0, 0, 0),
 		"wav":  []byte("RIFF\x24\x00\x00\x00WAVEfmt "),
 		"ogg":  []byte("OggS\x00\x02\x00\x00\x00\x00\x00\x00"),
 		"flac": []byte("fLaC\x00\x00\x00\x22\x00\x00\x00\x00"),
@@ -178,7 +178,10 @@ func TestSniff(t *testing.T) {
 	got, err := media.SniffAudio(frame)
 	require.NoError(t, err)
 	require.Equal(t, "mp3", got)
-	for _, bad := range [][]byte{nil, []byte("hello world, not audio"), testPNG(t, 2, 2)} {
+	hls := []byte("ID3\x04\x00\x00\x00\x00\x00\x00#EXTM3U\n#EXTINF:3,\n/etc/secret.mp3\n#EXT-X-ENDLIST\n")
+	junk := append([]byte("ID3\x04\x00\x00\x00\x00\x00\x00"), make([]byte, 64)...)
+	hugeTag := []byte("ID3\x04\x00\x00\x7f\x7f\x7f\x7f#EXTM3U\n")
+	for _, bad := range [][]byte{nil, []byte("hello world, not audio"), testPNG(t, 2, 2), hls, junk, hugeTag} {
 		_, err := media.SniffAudio(bad)
 		require.Equal(t, apperr.KindInvalid, apperr.KindOf(err))
 	}
@@ -221,7 +224,7 @@ func TestProbe(t *testing.T) {
 	require.Equal(t, apperr.KindInvalid, apperr.KindOf(err))
 
 	missing := media.FFmpeg{FFprobe: "/nonexistent/ffprobe"}
-	_, err = missing.Probe(ctx, []byte("x"), media.DefaultLimits)
+	_, err = missing.Probe(ctx, []byte("\x00\x00\x00\x18ftypmp42 needs ffprobe"), media.DefaultLimits)
 	require.Equal(t, apperr.KindUnavailable, apperr.KindOf(err))
 }
 

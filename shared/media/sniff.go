@@ -11,13 +11,32 @@ import (
 )
 
 // SniffAudio reports the audio format of data from its first bytes: "mp3"
-// (ID3 tag or MPEG frame sync), "wav", "ogg", "flac", "m4a", "aiff" or
-// "webm". Anything else is an Invalid error.
+// (MPEG frame sync), "aac" (ADTS), "wav", "ogg", "flac", "m4a", "aiff" or
+// "webm". An ID3v2 tag is skipped and what follows it must be one of
+// those: an ID3 header alone proves nothing (an ID3-prefixed HLS playlist
+// would make ffmpeg read the local files it names, issue 13.6). Anything
+// else is an Invalid error.
 func SniffAudio(data []byte) (string, error) {
+	// Skip ID3v2 tags (there may be several, and a padded one), each a
+	// 10-byte header with a syncsafe size, plus a 10-byte footer when
+	// flagged.
+	for i := 0; i < 4 && len(data) >= 10 && bytes.HasPrefix(data, []byte("ID3")); i++ {
+		sz := int(data[6]&0x7f)<<21 | int(data[7]&0x7f)<<14 | int(data[8]&0x7f)<<7 | int(data[9]&0x7f)
+		if data[6]|data[7]|data[8]|data[9] >= 0x80 {
+			return "", errNotAudio
+		}
+		n := 10 + sz
+		if data[5]&0x10 != 0 {
+			n += 10
+		}
+		if n > len(data) {
+			return "", errNotAudio
+		}
+		data = bytes.TrimLeft(data[n:], "\x00")
+	}
 	switch {
 	case len(data) < 12:
 	case bytes.HasPrefix(data, []byte("ID3")):
-		return "mp3", nil
 	case data[0] == 0xFF && data[1]&0xE0 == 0xE0 && data[1]&0x06 != 0:
 		// MPEG audio frame sync with a valid layer (mp3/mp2); ADTS AAC has
 		// layer bits 00 and is handled below.
@@ -37,8 +56,10 @@ func SniffAudio(data []byte) (string, error) {
 	case bytes.HasPrefix(data, []byte{0x1A, 0x45, 0xDF, 0xA3}):
 		return "webm", nil
 	}
-	return "", apperr.Invalid("The file is not a supported audio file (MP3, WAV, OGG, FLAC, M4A, AAC, AIFF or WebM)")
+	return "", errNotAudio
 }
+
+var errNotAudio = apperr.Invalid("The file is not a supported audio file (MP3, WAV, OGG, FLAC, M4A, AAC, AIFF or WebM)")
 
 func isAudioBrand(b []byte) bool {
 	switch string(b) {

@@ -85,17 +85,31 @@ func (f FFmpeg) Probe(ctx context.Context, data []byte, lim Limits) (VideoInfo, 
 		return VideoInfo{}, fmt.Errorf("probe video: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	// ffprobe and ffmpeg read the file as the container its content was
+	// sniffed as, and open nothing else (issue 13.6).
+	format, err := SniffVideo(data)
+	if err != nil {
+		return VideoInfo{}, err
+	}
+	inArgs, ok := InputArgs(format)
+	if !ok {
+		return VideoInfo{}, apperr.Invalid("The file is not a supported video (MP4, MOV, WebM or AVI)")
+	}
 	in := filepath.Join(dir, "in")
 	if err := os.WriteFile(in, data, 0o600); err != nil {
 		return VideoInfo{}, fmt.Errorf("probe video: %w", err)
 	}
-	dur, err := f.Duration(ctx, in)
+	dur, err := f.Duration(ctx, in, format)
 	if err != nil {
 		return VideoInfo{}, err
 	}
+	ffmpegIn := func(pre ...string) []string {
+		args := append([]string{"-nostdin", "-v", "error", "-y"}, pre...)
+		return append(append(args, inArgs...), "-i", in)
+	}
 	first := filepath.Join(dir, "first.png")
-	if _, err := f.run(ctx, f.bin(f.FFmpeg, "ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", in,
-		"-frames:v", "1", "-f", "image2", "-c:v", "png", first); err != nil {
+	if _, err := f.run(ctx, f.bin(f.FFmpeg, "ffmpeg"), append(ffmpegIn(),
+		"-frames:v", "1", "-f", "image2", "-c:v", "png", first)...); err != nil {
 		if apperr.KindOf(err) != apperr.KindInternal {
 			return VideoInfo{}, err
 		}
@@ -105,8 +119,8 @@ func (f FFmpeg) Probe(ctx context.Context, data []byte, lim Limits) (VideoInfo, 
 	// Seek near the end and keep overwriting one file: what remains is the
 	// last decodable frame.
 	seek := strconv.FormatFloat(-math.Min(dur, 3), 'f', 3, 64)
-	if _, err := f.run(ctx, f.bin(f.FFmpeg, "ffmpeg"), "-nostdin", "-v", "error", "-y", "-sseof", seek, "-i", in,
-		"-update", "1", "-f", "image2", "-c:v", "png", last); err != nil {
+	if _, err := f.run(ctx, f.bin(f.FFmpeg, "ffmpeg"), append(ffmpegIn("-sseof", seek),
+		"-update", "1", "-f", "image2", "-c:v", "png", last)...); err != nil {
 		if apperr.KindOf(err) != apperr.KindInternal {
 			return VideoInfo{}, err
 		}
@@ -129,13 +143,18 @@ func (f FFmpeg) Probe(ctx context.Context, data []byte, lim Limits) (VideoInfo, 
 	return info, nil
 }
 
-// Duration returns the duration in seconds of the media file at path, as
-// ffprobe reports it for the container (or else the first video stream).
-// A file without a video stream, or longer than MaxVideoDuration, is an
-// Invalid error.
-func (f FFmpeg) Duration(ctx context.Context, path string) (float64, error) {
-	out, err := f.run(ctx, f.bin(f.FFprobe, "ffprobe"), "-v", "error", "-print_format", "json",
-		"-show_entries", "format=duration:stream=codec_type,duration", path)
+// Duration returns the duration in seconds of the media file at path, read
+// as format (a value of SniffVideo, see InputArgs), as ffprobe reports it
+// for the container (or else the first video stream). A file without a
+// video stream, or longer than MaxVideoDuration, is an Invalid error.
+func (f FFmpeg) Duration(ctx context.Context, path, format string) (float64, error) {
+	inArgs, ok := InputArgs(format)
+	if !ok {
+		return 0, apperr.Invalid("The file is not a supported video (MP4, MOV, WebM or AVI)")
+	}
+	args := append([]string{"-v", "error", "-print_format", "json",
+		"-show_entries", "format=duration:stream=codec_type,duration"}, inArgs...)
+	out, err := f.run(ctx, f.bin(f.FFprobe, "ffprobe"), append(args, path)...)
 	if err != nil {
 		if apperr.KindOf(err) != apperr.KindInternal {
 			return 0, err

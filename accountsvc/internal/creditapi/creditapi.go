@@ -108,8 +108,9 @@ type signupBonusResponse struct {
 
 func (h *Handler) handlePricingGet(c echo.Context) error {
 	resp := pricingResponse{
-		Prices:      map[string]priceResponse{},
-		Anonymous:   anonymousResponse{Enabled: h.opts.AnonymousEnabled, Free: credits.Free(true)},
+		Prices: map[string]priceResponse{},
+		// Anonymous callers are never charged (credits.Ledger.Charge).
+		Anonymous:   anonymousResponse{Enabled: h.opts.AnonymousEnabled, Free: true},
 		SignupBonus: signupBonusResponse{Credits: h.opts.Config.SignupBonusCredits, ExpiresInDays: h.opts.Config.SignupBonusDays},
 	}
 	for _, p := range h.opts.Config.Pricing.Table() {

@@ -310,3 +310,19 @@ func TestBusyRowsConflict(t *testing.T) {
 	r = env.Do(t, http.MethodDelete, proj2, a.Token, nil)
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 }
+
+// An "audio" upload that is an ID3 tag followed by an HLS playlist (issue
+// 13.6: ffmpeg would read the local files it names) is refused with 400,
+// and nothing is stored.
+func TestAudioUploadRefusesID3Playlist(t *testing.T) {
+	t.Parallel()
+	env := lt.New(t, lt.Options{})
+	a := env.NewUser(t, "a@example.com")
+	playlist := []byte("ID3\x04\x00\x00\x00\x00\x00\x00#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\n/etc/passwd\n#EXT-X-ENDLIST\n")
+	r := env.Do(t, http.MethodPost, fmt.Sprintf("/users/%d/audios", a.ID), a.Token, lt.Upload("audio", "song.mp3", playlist))
+	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+	require.Contains(t, r.Map(t), "message")
+	var n int
+	require.NoError(t, env.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audio WHERE user_id = $1`, a.ID).Scan(&n))
+	require.Zero(t, n)
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/a1111"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/paced"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/replicate"
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/gpusvc/internal/worker"
@@ -55,6 +56,7 @@ type App struct {
 	reg      *prometheus.Registry
 	capacity *capacity.Limiter
 	jobs     *worker.Runner
+	ledger   *credits.Ledger
 }
 
 // New opens the dependencies and builds the HTTP handler. Close releases
@@ -101,6 +103,16 @@ func (a *App) backends() (map[string]inference.Backend, error) {
 	if ic.ReplicateToken != "" || ic.ReplicateURL != "" {
 		out[replicate.Name] = replicate.New(replicate.Config{BaseURL: ic.ReplicateURL, Token: ic.ReplicateToken, Log: a.log})
 	}
+	if p := a.cfg.GPU.Pacing; p.BaseSeconds > 0 {
+		// The paced fake backend (benchmarks, fault drills): each keeps
+		// its name, so models and metrics are unchanged.
+		p.ImageUnits, p.RouteUnits = generate.WorkUnits, generate.RouteUnits
+		for name, b := range out {
+			out[name] = paced.New(b, p)
+		}
+		a.log.Warn("GPU pacing is ON: the paced fake backend wraps every backend (GPU_BASE_SECONDS)",
+			zap.Float64("base_seconds", p.BaseSeconds), zap.Float64("speed", p.Speed), zap.Float64("slowdown", p.Slowdown))
+	}
 	return out, nil
 }
 
@@ -123,17 +135,23 @@ func (a *App) routes(ctx context.Context) error {
 	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait})
 	// One ledger charges both the synchronous routes and the jobs.
 	ledger := credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
+	a.ledger = ledger
+	holdOwner := a.cfg.PublicURL
+	if holdOwner == "" {
+		holdOwner = a.cfg.HTTPAddr
+	}
 	gen := generate.New(generate.Options{
-		Registry: registry,
-		Capacity: a.capacity,
-		Charger:  ledger,
-		Images:   library.NewImages(a.pool, store, a.log),
-		Parents:  generate.NewParents(a.pool),
-		Limits:   a.cfg.Limits,
-		Timeout:  a.cfg.GPU.JobTimeout,
-		Pacing:   a.cfg.GPU.Pacing,
-		Metrics:  generate.NewMetrics(a.reg, a.capacity),
-		Log:      a.log,
+		Registry:  registry,
+		Capacity:  a.capacity,
+		Charger:   ledger,
+		Images:    library.NewImages(a.pool, store, a.log),
+		Parents:   generate.NewParents(a.pool),
+		Limits:    a.cfg.Limits,
+		Timeout:   a.cfg.GPU.JobTimeout,
+		HoldFor:   a.cfg.HoldFor(),
+		HoldOwner: holdOwner,
+		Metrics:   generate.NewMetrics(a.reg, a.capacity),
+		Log:       a.log,
 	})
 	if err := a.newJobRunner(backends, store, gen, ledger); err != nil {
 		return err
@@ -182,6 +200,17 @@ func (a *App) ping(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// reportSweep logs what a sweep of expired charge holds did.
+func (a *App) reportSweep(res credits.SweepResult, err error) {
+	for _, r := range res.Refunded {
+		a.log.Warn("refunded an abandoned charge hold", zap.Int64("debit_id", r.DebitID),
+			zap.Int64("user_id", r.UserID), zap.Int64("credits", r.Amount))
+	}
+	if err != nil {
+		a.log.Warn("sweeping charge holds failed", zap.Error(err))
+	}
+}
+
 // Handler returns the HTTP handler (for tests).
 func (a *App) Handler() http.Handler { return a.echo }
 
@@ -217,6 +246,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
+	// Every live gpusvc sweeps the charge holds of dead ones (and its
+	// own, after a restart); concurrent sweeps are safe.
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	var sweeper sync.WaitGroup
+	sweeper.Go(func() { a.ledger.RunSweeper(sweepCtx, a.cfg.Charging.SweepInterval, a.reportSweep) })
+	defer func() {
+		stopSweep()
+		sweeper.Wait()
+	}()
 	drain := a.cfg.ShutdownTimeout
 	if reg != nil {
 		drain = max(drain-drainGrace, time.Second)

@@ -30,6 +30,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/app"
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/a1111/a1111test"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/paced"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/credits"
@@ -394,7 +395,7 @@ func TestCapacityFullIs503WithRetryAfter(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
 	cfg.GPU.Slots, cfg.GPU.Queue = 1, 0
-	cfg.GPU.Pacing = generate.Pacing{BaseSeconds: 2, Speed: 1, Slowdown: 1}
+	cfg.GPU.Pacing = paced.Options{BaseSeconds: 2, Speed: 1, Slowdown: 1}
 	s := start(t, cfg)
 	uid, tok := s.user(t, 5)
 

@@ -9,6 +9,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/a1111"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
+	"github.com/nounsai/sdserver/gpusvc/internal/inference/paced"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/replicate"
 	"github.com/nounsai/sdserver/gpusvc/internal/worker"
 	"github.com/nounsai/sdserver/shared/config"
@@ -44,6 +45,28 @@ type Config struct {
 	Worker worker.Config
 	// Email sends the video project emails (EMAIL_BACKEND, ...).
 	Email email.Config
+	// Charging configures the holds on synchronous charges.
+	Charging ChargingConfig
+}
+
+// ChargingConfig bounds the credit holds of synchronous requests (see
+// shared/credits, "Holds"): a request's charge is refunded by the sweeper
+// when it is neither settled nor released within HoldFor().
+type ChargingConfig struct {
+	// HoldMargin is added to GPU_QUEUE_WAIT + GENERATION_TIMEOUT to make
+	// a hold's deadline, covering storage and slack (CHARGE_HOLD_MARGIN,
+	// default 60s).
+	HoldMargin time.Duration
+	// SweepInterval is how often this host refunds holds past their
+	// deadline, left by any host that died (CHARGE_SWEEP_INTERVAL,
+	// default 15s).
+	SweepInterval time.Duration
+}
+
+// HoldFor is the deadline of a synchronous request's charge hold: the
+// longest the request may wait for a slot and run, plus the margin.
+func (c Config) HoldFor() time.Duration {
+	return c.GPU.QueueWait + c.GPU.JobTimeout + c.Charging.HoldMargin
 }
 
 // InferenceConfig selects the backends.
@@ -85,12 +108,14 @@ type GPUConfig struct {
 	// 230s, so that with GPU_QUEUE_WAIT a request ends before the proxy's
 	// 300 s GPU_TIMEOUT); beyond it the request gets 504 and a refund.
 	JobTimeout time.Duration
-	// Pacing simulates GPU time for benchmarks: every job holds its slot
-	// for work units × GPU_BASE_SECONDS × GPU_SLOWDOWN / GPU_SPEED seconds
-	// before the backend runs (GPU_BASE_SECONDS default 0 = off; GPU_SPEED
-	// and GPU_SLOWDOWN default 1). A work unit is one 512×512, 25-step
-	// Text to Image sample, the proxy's scale.
-	Pacing generate.Pacing
+	// Pacing selects the paced fake backend for benchmarks and fault
+	// drills: with GPU_BASE_SECONDS > 0 every backend is wrapped so that
+	// each image job holds its slot for work units × GPU_BASE_SECONDS ×
+	// GPU_SLOWDOWN / GPU_SPEED seconds before the backend runs
+	// (GPU_BASE_SECONDS default 0 = off, no wrapper; GPU_SPEED and
+	// GPU_SLOWDOWN default 1). A work unit is one 512×512, 25-step Text
+	// to Image sample, the proxy's scale.
+	Pacing paced.Options
 }
 
 // LoadConfig reads the configuration from l and validates it.
@@ -114,7 +139,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 			Queue:      l.Int("GPU_QUEUE", "", 4),
 			QueueWait:  l.Duration("GPU_QUEUE_WAIT", "", 60*time.Second),
 			JobTimeout: l.Duration("GENERATION_TIMEOUT", "", 230*time.Second),
-			Pacing: generate.Pacing{
+			Pacing: paced.Options{
 				BaseSeconds: l.Float("GPU_BASE_SECONDS", "", 0),
 				Speed:       l.Float("GPU_SPEED", "", 1),
 				Slowdown:    l.Float("GPU_SLOWDOWN", "", 1),
@@ -135,6 +160,10 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		RegisterHost: l.Bool("REGISTER_HOST", "", false),
 		Worker:       worker.LoadConfig(l),
 		Email:        email.LoadConfig(l),
+		Charging: ChargingConfig{
+			HoldMargin:    l.Duration("CHARGE_HOLD_MARGIN", "", time.Minute),
+			SweepInterval: l.Duration("CHARGE_SWEEP_INTERVAL", "", 15*time.Second),
+		},
 	}
 	defModel := ""
 	if cfg.Inference.Default == replicate.Name {
@@ -198,6 +227,12 @@ func (c Config) Validate() error {
 	}
 	if c.GPU.Pacing.Slowdown <= 0 || c.GPU.Pacing.Slowdown > 1000 {
 		bad("GPU_SLOWDOWN", "must be above 0 and at most 1000")
+	}
+	if c.Charging.HoldMargin < 0 {
+		bad("CHARGE_HOLD_MARGIN", "must not be negative")
+	}
+	if c.Charging.SweepInterval < 10*time.Millisecond || c.Charging.SweepInterval > time.Hour {
+		bad("CHARGE_SWEEP_INTERVAL", "must be between 10ms and 1h")
 	}
 	if c.RegisterHost && c.PublicURL == "" {
 		bad("PUBLIC_URL", "is required when REGISTER_HOST=true")

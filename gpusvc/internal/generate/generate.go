@@ -2,11 +2,29 @@
 // the model, checks the operation is offered (501 otherwise), decodes and
 // bounds the inputs, charges the credits, runs the backend inside this
 // host's capacity (slots + bounded queue), and stores every sample (PNG,
-// thumbnail, SHA-256, per-user dedup; objects first, then the row). Any
-// failure after the charge refunds it (deferred, so a panicking backend
-// refunds too) and deletes the samples this request already stored, so a
-// request is all or nothing. It also runs the model routes
-// (/extend_prompt, /interrogate, /upscale, /mask) within the same capacity.
+// thumbnail, SHA-256, per-user dedup; objects first, then the rows). A
+// request is all or nothing, even when its process dies (issue 14):
+//
+//   - the charge is a hold on the credits (credits.DebitInput.HoldFor),
+//     bound to the request by its debit row, with a deadline of
+//     Options.HoldFor;
+//   - the samples' rows are inserted in one transaction together with the
+//     settlement of the hold (credits.Ledger.Settle), so the images appear
+//     exactly when the charge becomes final;
+//   - any failure before that releases the hold (deferred, so a panicking
+//     backend releases too);
+//   - a request whose process died before either is refunded by the
+//     sweeper (credits.Ledger.SweepHolds) once the deadline has passed; a
+//     request that finishes after the sweeper refunded it fails with 504
+//     and stores nothing (its objects are deleted).
+//
+// Async jobs (RenderImages) are charged by the job system instead; their
+// rows are inserted in the job's final transaction, so that a job that
+// ends in failure (and is refunded) leaves no image in the library.
+//
+// It also runs the model routes (/extend_prompt, /interrogate, /upscale,
+// /mask) within the same capacity, with the same hold: settled when the
+// answer is ready, released on failure.
 //
 // Errors leave this package already mapped to apperr kinds: unsupported
 // operation 501, upstream failure 502, busy host 503 with Retry-After,
@@ -23,6 +41,7 @@ import (
 	"image"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
@@ -30,54 +49,34 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 )
 
-// Charger charges and refunds credits; *credits.Ledger implements it.
+// Charger charges credits as a hold and settles or releases it;
+// *credits.Ledger implements it.
 type Charger interface {
 	Charge(ctx context.Context, in credits.ChargeInput) (credits.Debit, error)
-	Refund(ctx context.Context, debitID int64) (credits.Refund, error)
+	// Settle makes the hold final, in q (the transaction that stores the
+	// result) or, when q is nil, on its own.
+	Settle(ctx context.Context, q db.Querier, debitID int64) error
+	// Release refunds a hold that was not settled.
+	Release(ctx context.Context, debitID int64) (credits.Refund, error)
 }
 
-// ImageCreator stores a generated image (objects, then row, with per-user
-// dedup) and deletes one again; *library.Images implements it.
+// ImageCreator stores generated images (objects, then rows, with per-user
+// dedup); *library.Images implements it.
 type ImageCreator interface {
-	Create(ctx context.Context, n library.NewImage) (library.Image, bool, error)
-	Delete(ctx context.Context, userID, id int64) error
+	// CreateAll stores the images and runs within in the transaction
+	// that inserts their rows.
+	CreateAll(ctx context.Context, ns []library.NewImage, within func(ctx context.Context, tx pgx.Tx) error) ([]library.Image, []bool, error)
+	// Stage uploads the images' objects; the rows are inserted later in
+	// the caller's transaction.
+	Stage(ctx context.Context, ns []library.NewImage) (*library.Batch, error)
 }
 
-// Pacing simulates GPU speed for the proxy's scheduling benchmarks: each job
-// holds its slot for an extra Units × BaseSeconds × Slowdown / Speed
-// seconds before the backend runs. The zero value adds nothing.
-type Pacing struct {
-	// BaseSeconds is the simulated time of one work unit (GPU_BASE_SECONDS;
-	// 0 turns pacing off). A unit is one 512×512, 25-step, 1-sample Text
-	// to Image (the proxy's balancer.Estimate uses the same scale).
-	BaseSeconds float64
-	// Speed is the simulated GPU's relative speed (GPU_SPEED, default 1):
-	// 0.5 makes every job take twice as long.
-	Speed float64
-	// Slowdown multiplies the simulated time (GPU_SLOWDOWN, default 1).
-	Slowdown float64
-}
-
-// delay returns the simulated time of a job of units work units.
-func (p Pacing) delay(units float64) time.Duration {
-	if p.BaseSeconds <= 0 || units <= 0 {
-		return 0
-	}
-	speed, slow := p.Speed, p.Slowdown
-	if speed <= 0 {
-		speed = 1
-	}
-	if slow <= 0 {
-		slow = 1
-	}
-	return time.Duration(units * p.BaseSeconds * slow / speed * float64(time.Second))
-}
-
-// Options configure a Service. Every field but Pacing and Log is required.
+// Options configure a Service. Every field but Log is required.
 type Options struct {
 	Registry *models.Registry
 	Capacity *capacity.Limiter
@@ -88,9 +87,15 @@ type Options struct {
 	// Timeout bounds one job's inference (0 means 5 minutes); the wait
 	// for a slot is bounded by the capacity's MaxWait.
 	Timeout time.Duration
-	Pacing  Pacing
-	Metrics *Metrics
-	Log     *zap.Logger
+	// HoldFor is the deadline of a request's charge hold, after which the
+	// sweeper refunds it (0 means Timeout + 5 minutes). It must exceed
+	// the longest a request can run: the wait for a slot, Timeout and
+	// the storage of the samples.
+	HoldFor time.Duration
+	// HoldOwner names this host in the holds it makes (its public URL).
+	HoldOwner string
+	Metrics   *Metrics
+	Log       *zap.Logger
 }
 
 // Service runs generation jobs. It is safe for concurrent use.
@@ -103,6 +108,9 @@ type Service struct {
 func New(opts Options) *Service {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Minute
+	}
+	if opts.HoldFor <= 0 {
+		opts.HoldFor = opts.Timeout + 5*time.Minute
 	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
@@ -162,19 +170,118 @@ func ChargeOp(op inference.Op) string {
 }
 
 // GenerateImages runs one POST /images job end to end (see the package
-// comment). Every sample is stored; the result lists them in order. A
-// Prepaid job is neither charged nor refunded here: its caller (the job
-// system) owns the charge.
+// comment): charge (a hold), render, then store every sample and settle
+// the hold in one transaction. The result lists the samples in order.
 func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResult, error) {
-	if err := job.Validate(s.opts.Limits); err != nil {
-		return ImagesResult{}, err
-	}
-	route, err := s.opts.Registry.Resolve(ctx, job.ModelID)
+	p, err := s.prepare(ctx, &job)
 	if err != nil {
 		return ImagesResult{}, err
 	}
-	if err := route.Check(job.Op); err != nil {
+	debit, err := s.charge(ctx, job.UserID, job.Anonymous, job.Op, job.Samples, job.Key)
+	if err != nil {
 		return ImagesResult{}, err
+	}
+	settled := false
+	defer func() {
+		// Deferred, so that a panic below releases the hold too.
+		if !settled {
+			s.release(ctx, debit)
+		}
+	}()
+	samples, err := s.render(ctx, job, p)
+	if err != nil {
+		return ImagesResult{}, err
+	}
+	news := make([]library.NewImage, len(samples))
+	for i, smp := range samples {
+		news[i] = smp.new
+	}
+	ims, created, err := s.opts.Images.CreateAll(ctx, news, func(ctx context.Context, tx pgx.Tx) error {
+		return s.opts.Charger.Settle(ctx, tx, debit.ID)
+	})
+	if errors.Is(err, credits.ErrHoldReleased) {
+		// The sweeper refunded this request before it finished: nothing
+		// was stored, and there is nothing left to release.
+		settled = true
+		s.opts.Metrics.holdsLost.Inc()
+		return ImagesResult{}, err
+	}
+	if err != nil {
+		return ImagesResult{}, fmt.Errorf("store samples: %w", err)
+	}
+	settled = true
+	return ImagesResult{Outputs: outputs(samples, ims, created), Charged: debit.Amount}, nil
+}
+
+// Staged is an async job's samples, rendered and uploaded but not yet in
+// the library: Insert adds their rows in the job's final transaction, and
+// Close must follow once that transaction has ended.
+type Staged struct {
+	samples []sample
+	batch   *library.Batch
+	// Outputs are the stored samples, in order; set by Insert.
+	Outputs []Output
+}
+
+// Insert inserts the samples' rows in tx (the transaction that completes
+// the job) and fills Outputs.
+func (st *Staged) Insert(ctx context.Context, tx pgx.Tx) error {
+	ims, created, err := st.batch.Insert(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("store samples: %w", err)
+	}
+	st.Outputs = outputs(st.samples, ims, created)
+	return nil
+}
+
+// Close ends the staging after Insert's transaction has ended (committed
+// reports whether it committed): objects without a committed row are
+// deleted.
+func (st *Staged) Close(ctx context.Context, committed bool) { st.batch.Close(ctx, committed) }
+
+// RenderImages runs an async job's generation without charging (the job
+// system charged it) and uploads the samples' objects; the rows are
+// inserted by Staged.Insert in the job's final transaction, so that a job
+// that fails after rendering leaves nothing in the library.
+func (s *Service) RenderImages(ctx context.Context, job ImageJob) (*Staged, error) {
+	p, err := s.prepare(ctx, &job)
+	if err != nil {
+		return nil, err
+	}
+	samples, err := s.render(ctx, job, p)
+	if err != nil {
+		return nil, err
+	}
+	news := make([]library.NewImage, len(samples))
+	for i, smp := range samples {
+		news[i] = smp.new
+	}
+	b, err := s.opts.Images.Stage(ctx, news)
+	if err != nil {
+		return nil, fmt.Errorf("upload samples: %w", err)
+	}
+	return &Staged{samples: samples, batch: b}, nil
+}
+
+// prepared is a validated job's route, backend request and parent.
+type prepared struct {
+	route    models.Route
+	req      inference.ImageRequest
+	parentID int64
+}
+
+// prepare validates the job, resolves its model, decodes its inputs and
+// resolves its parent image.
+func (s *Service) prepare(ctx context.Context, job *ImageJob) (prepared, error) {
+	if err := job.Validate(s.opts.Limits); err != nil {
+		return prepared{}, err
+	}
+	route, err := s.opts.Registry.Resolve(ctx, job.ModelID)
+	if err != nil {
+		return prepared{}, err
+	}
+	if err := route.Check(job.Op); err != nil {
+		return prepared{}, err
 	}
 	req := inference.ImageRequest{
 		Op: job.Op, Model: route.BackendModel, Prompt: job.Prompt, NegativePrompt: job.NegativePrompt,
@@ -184,64 +291,56 @@ func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResul
 	if job.Op == inference.OpTxt2Img {
 		req.Width, req.Height = job.Width, job.Height
 	} else {
-		if req.Init, req.Mask, err = s.decodeInputs(job); err != nil {
-			return ImagesResult{}, err
+		// Only the headers here; the pixels are decoded in the slot.
+		if err := s.checkInputs(*job); err != nil {
+			return prepared{}, err
 		}
 		inputHash = media.Hash(job.Input)
 	}
 	parentID, err := s.opts.Parents.Resolve(ctx, job.UserID, job.ParentID, inputHash)
 	if err != nil {
-		return ImagesResult{}, err
+		return prepared{}, err
 	}
-
-	var debit credits.Debit
-	if !job.Prepaid {
-		if debit, err = s.charge(ctx, job.UserID, job.Anonymous, job.Op, job.Samples, job.Key); err != nil {
-			return ImagesResult{}, err
-		}
-	}
-	done := false
-	defer func() {
-		// Deferred, so that a panic below refunds too.
-		if !done {
-			s.refund(ctx, debit)
-		}
-	}()
-	out, err := s.generateAndStore(ctx, job, route, req, parentID)
-	if err != nil {
-		return ImagesResult{}, err
-	}
-	done = true
-	return ImagesResult{Outputs: out, Charged: debit.Amount}, nil
+	return prepared{route: route, req: req, parentID: parentID}, nil
 }
 
-func (s *Service) generateAndStore(ctx context.Context, job ImageJob, route models.Route, req inference.ImageRequest, parentID int64) ([]Output, error) {
+// sample is one rendered and encoded sample, ready to store.
+type sample struct {
+	new  library.NewImage
+	img  image.Image
+	data []byte
+	hash string
+}
+
+// render runs the backend within capacity and encodes every sample.
+func (s *Service) render(ctx context.Context, job ImageJob, p prepared) ([]sample, error) {
 	var res inference.ImageResult
-	units := workUnits(job.Op, req)
-	err := s.run(ctx, job.Op, route.Backend.Name(), units, func(ctx context.Context) error {
+	backend := p.route.Backend.Name()
+	err := s.run(ctx, job.Op, backend, func(ctx context.Context) error {
+		req := p.req
+		if job.Op != inference.OpTxt2Img {
+			var err error
+			if req.Init, req.Mask, err = s.decodeInputs(job); err != nil {
+				return err
+			}
+		}
 		var err error
-		res, err = route.Backend.Generate(ctx, req)
+		res, err = p.route.Backend.Generate(ctx, req)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(res.Images) == 0 {
-		return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned no image", route.Backend.Name()))
+		return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned no image", backend))
 	}
 	if len(res.Images) > job.Samples {
 		res.Images = res.Images[:job.Samples]
 	}
-	outs := make([]Output, 0, len(res.Images))
-	done := false
-	defer func() {
-		if !done {
-			s.discard(ctx, job.UserID, outs)
-		}
-	}()
+	out := make([]sample, 0, len(res.Images))
 	for i, img := range res.Images {
 		if img == nil || img.Bounds().Empty() {
-			return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned an empty image", route.Backend.Name()))
+			return nil, apperr.BadGateway(fmt.Sprintf("The %s backend returned an empty image", backend))
 		}
 		data, err := media.EncodePNG(img)
 		if err != nil {
@@ -252,34 +351,22 @@ func (s *Service) generateAndStore(ctx context.Context, job ImageJob, route mode
 			return nil, err
 		}
 		hash := media.Hash(data)
-		meta := imageMetadata(job, route, res.Info, i, len(res.Images))
-		im, created, err := s.opts.Images.Create(ctx, library.NewImage{
+		parentID := p.parentID
+		out = append(out, sample{img: img, data: data, hash: hash, new: library.NewImage{
 			UserID: job.UserID, Data: data, Thumbnail: thumb, Decoded: img, Hash: hash,
-			Metadata: meta, ParentID: &parentID,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("store sample %d: %w", i, err)
-		}
-		outs = append(outs, Output{ID: im.ID, CDNID: im.CDNID, PNG: data, Hash: hash, Image: img, Created: created})
+			Metadata: imageMetadata(job, p.route, res.Info, i, len(res.Images)), ParentID: &parentID,
+		}})
 	}
-	done = true
-	return outs, nil
+	return out, nil
 }
 
-// discard deletes the images a failed request stored, so that it leaves
-// nothing behind; dedup hits (Created false) are older images of the user
-// and stay. It runs even when ctx was cancelled; a failure is logged.
-func (s *Service) discard(ctx context.Context, userID int64, outs []Output) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	for _, o := range outs {
-		if !o.Created {
-			continue
-		}
-		if err := s.opts.Images.Delete(ctx, userID, o.ID); err != nil && !errors.Is(err, library.ErrImageNotFound) {
-			s.log.Error("delete image of failed request failed", zap.Int64("image_id", o.ID), zap.Int64("user_id", userID), zap.Error(err))
-		}
+// outputs pairs the samples with their stored rows.
+func outputs(samples []sample, ims []library.Image, created []bool) []Output {
+	outs := make([]Output, len(samples))
+	for i, smp := range samples {
+		outs[i] = Output{ID: ims[i].ID, CDNID: ims[i].CDNID, PNG: smp.data, Hash: smp.hash, Image: smp.img, Created: created[i]}
 	}
+	return outs
 }
 
 // charge debits the price of units of op, idempotently per key. A replayed
@@ -291,6 +378,7 @@ func (s *Service) charge(ctx context.Context, userID int64, anonymous bool, op i
 	}
 	d, err := s.opts.Charger.Charge(ctx, credits.ChargeInput{
 		UserID: userID, Anonymous: anonymous, Op: ChargeOp(op), Units: units, IdempotencyKey: key,
+		HoldFor: s.opts.HoldFor, HoldOwner: s.opts.HoldOwner,
 	})
 	if err != nil {
 		return credits.Debit{}, err
@@ -309,11 +397,12 @@ const (
 	refundTimeout  = 15 * time.Second
 )
 
-// refund gives a failed job's credits back (a zero or free debit is a
-// no-op). It runs even when ctx was cancelled (the client left), retrying
-// transient failures a few times; a refund that still fails is logged at
-// error level, since the job's own error is what the client must see.
-func (s *Service) refund(ctx context.Context, d credits.Debit) {
+// release gives a failed request's held credits back (a zero or free
+// debit is a no-op). It runs even when ctx was cancelled (the client
+// left), retrying transient failures a few times; a release that still
+// fails is logged at error level, since the request's own error is what
+// the client must see, and the sweeper refunds the hold at its deadline.
+func (s *Service) release(ctx context.Context, d credits.Debit) {
 	if d.Free || d.ID == 0 {
 		return
 	}
@@ -322,7 +411,7 @@ func (s *Service) refund(ctx context.Context, d credits.Debit) {
 	wait := refundBackoff
 	attempt := 1
 	for {
-		_, err := s.opts.Charger.Refund(ctx, d.ID)
+		_, err := s.opts.Charger.Release(ctx, d.ID)
 		if err == nil {
 			s.opts.Metrics.refunds.Inc()
 			return
@@ -334,7 +423,7 @@ func (s *Service) refund(ctx context.Context, d credits.Debit) {
 			wait *= 2
 			continue
 		}
-		s.log.Error("refund failed, user remains charged", zap.Int64("debit_id", d.ID), zap.Int64("user_id", d.UserID),
+		s.log.Error("release of the charge failed; the sweeper refunds it at its deadline", zap.Int64("debit_id", d.ID), zap.Int64("user_id", d.UserID),
 			zap.Int64("credits", d.Amount), zap.Int("attempts", attempt), zap.Error(err))
 		return
 	}
@@ -353,8 +442,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // run executes fn for op on backend inside a capacity slot, with the job
-// timeout and the simulated pacing, records its latency and maps its error.
-func (s *Service) run(ctx context.Context, op inference.Op, backend string, units float64, fn func(ctx context.Context) error) error {
+// timeout, records its latency and maps its error.
+func (s *Service) run(ctx context.Context, op inference.Op, backend string, fn func(ctx context.Context) error) error {
 	release, err := s.opts.Capacity.Acquire(ctx)
 	if err != nil {
 		var full *capacity.FullError
@@ -373,10 +462,7 @@ func (s *Service) run(ctx context.Context, op inference.Op, backend string, unit
 	jobCtx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	start := time.Now()
-	err = s.pace(jobCtx, units)
-	if err == nil {
-		err = fn(jobCtx)
-	}
+	err = fn(jobCtx)
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
@@ -386,22 +472,6 @@ func (s *Service) run(ctx context.Context, op inference.Op, backend string, unit
 		return nil
 	}
 	return s.mapError(ctx, jobCtx, op, backend, err)
-}
-
-// pace sleeps the simulated GPU time, or until ctx ends.
-func (s *Service) pace(ctx context.Context, units float64) error {
-	d := s.opts.Pacing.delay(units)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // mapError turns a backend error into an apperr kind: unsupported 501,

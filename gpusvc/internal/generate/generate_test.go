@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"io/fs"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -36,27 +38,53 @@ type flakyCharger struct {
 	refundCalls    atomic.Int32
 }
 
-func (c *flakyCharger) Refund(ctx context.Context, debitID int64) (credits.Refund, error) {
+func (c *flakyCharger) Release(ctx context.Context, debitID int64) (credits.Refund, error) {
 	c.refundCalls.Add(1)
 	if c.refundFailures.Add(-1) >= 0 {
 		return credits.Refund{}, errors.New("conn closed")
 	}
-	return c.Ledger.Refund(ctx, debitID)
+	return c.Ledger.Release(ctx, debitID)
 }
 
-// failingImages is the real image store whose failAt-th Create (counted
-// from 1 over the fixture's life; 0 = never) fails.
+// failingImages is the real image store whose failAt-th CreateAll (counted
+// from 1 over the fixture's life; 0 = never) fails at the end of its
+// transaction, after its rows were inserted and the charge settled.
 type failingImages struct {
 	*library.Images
 	failAt int32
 	calls  atomic.Int32
 }
 
-func (f *failingImages) Create(ctx context.Context, n library.NewImage) (library.Image, bool, error) {
+func (f *failingImages) CreateAll(ctx context.Context, ns []library.NewImage, within func(context.Context, pgx.Tx) error) ([]library.Image, []bool, error) {
 	if f.calls.Add(1) == f.failAt {
-		return library.Image{}, false, errors.New("storage unavailable")
+		return f.Images.CreateAll(ctx, ns, func(ctx context.Context, tx pgx.Tx) error {
+			if err := within(ctx, tx); err != nil {
+				return err
+			}
+			return errors.New("database connection lost")
+		})
 	}
-	return f.Images.Create(ctx, n)
+	return f.Images.CreateAll(ctx, ns, within)
+}
+
+// clock is a settable clock safe for concurrent use (the ledger's).
+type clock struct{ now atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.now.Load()).UTC() }
+func (c *clock) Advance(d time.Duration) { c.now.Add(int64(d)) }
+
+// gatedBackend is the built-in backend whose Generate waits for gate
+// after announcing it started.
+type gatedBackend struct {
+	inference.Backend
+	started chan struct{}
+	gate    chan struct{}
+}
+
+func (g gatedBackend) Generate(ctx context.Context, req inference.ImageRequest) (inference.ImageResult, error) {
+	close(g.started)
+	<-g.gate
+	return g.Backend.Generate(ctx, req)
 }
 
 // panickyBackend is the built-in backend whose image operations panic and
@@ -80,8 +108,13 @@ type fixture struct {
 	pool    *pgxpool.Pool
 	charger *flakyCharger
 	images  *failingImages
+	clock   *clock
+	storage string
 	user    int64
 }
+
+// holdFor is the fixture's charge hold.
+const holdFor = 10 * time.Minute
 
 // newFixture builds the pipeline on a fresh database with the built-in
 // backend (wrapped by wrap when non-nil) and a user holding 100 credits.
@@ -98,11 +131,14 @@ func newFixture(t *testing.T, wrap func(inference.Backend) inference.Backend, fa
 	}
 	reg, err := models.NewRegistry(models.NewStore(pool), map[string]inference.Backend{b.Name(): b}, b.Name(), nil)
 	require.NoError(t, err)
-	f := &fixture{pool: pool, charger: &flakyCharger{Ledger: credits.NewLedger(pool, credits.Options{})},
-		images: &failingImages{Images: library.NewImages(pool, st, zap.NewNop()), failAt: failCreateAt}}
+	c := &clock{}
+	c.now.Store(time.Now().UnixNano())
+	f := &fixture{pool: pool, charger: &flakyCharger{Ledger: credits.NewLedger(pool, credits.Options{Now: c.Now})},
+		images: &failingImages{Images: library.NewImages(pool, st, zap.NewNop()), failAt: failCreateAt},
+		clock:  c, storage: st.Dir()}
 	f.svc = generate.New(generate.Options{Registry: reg, Capacity: capacity.New(capacity.Options{Slots: 2, Queue: 4}),
 		Charger: f.charger, Images: f.images, Parents: generate.NewParents(pool), Limits: generate.DefaultLimits,
-		Timeout: time.Minute})
+		Timeout: time.Minute, HoldFor: holdFor, HoldOwner: "test-host"})
 	require.NoError(t, pool.QueryRow(context.Background(), `INSERT INTO users (email, password, metadata) VALUES ($1, 'x', '{}') RETURNING id`,
 		fmt.Sprintf("g%d@example.com", time.Now().UnixNano())).Scan(&f.user))
 	_, err = f.charger.Grant(context.Background(), nil, credits.GrantInput{UserID: f.user, Amount: 100, Memo: "test"})
@@ -184,14 +220,15 @@ func TestRefundGivesUp(t *testing.T) {
 	require.Less(t, f.balance(t), int64(100))
 }
 
-// When storing sample k fails, the samples this request stored before it
-// are deleted and the charge refunded, but an older image that a sample
-// deduplicated to stays.
+// When storing the samples fails after their rows were inserted, nothing
+// of the request is left (rows rolled back, objects deleted) and the
+// charge is refunded, but an older image that a sample deduplicated to
+// stays.
 func TestPartialStoreFailureIsAllOrNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// Creates: 1 = the older image, 2..4 = samples 0..2 of the request.
-	f := newFixture(t, nil, 4)
+	// CreateAll calls: 1 = the older image, 2 = the request's samples.
+	f := newFixture(t, nil, 2)
 	// Sample i of seed s is the Noun of seed s+i, so sample 1 of seed 20 is
 	// this image.
 	older, err := f.svc.GenerateImages(ctx, txt2img(f.user, 21, 1, "req-older"))
@@ -200,9 +237,88 @@ func TestPartialStoreFailureIsAllOrNothing(t *testing.T) {
 
 	_, err = f.svc.GenerateImages(ctx, txt2img(f.user, 20, 3, "req-partial"))
 	require.Error(t, err)
-	require.EqualValues(t, 4, f.images.calls.Load())
+	require.EqualValues(t, 2, f.images.calls.Load())
 	require.Equal(t, []int64{older.Outputs[0].ID}, f.imageIDs(t), "only the older image is left")
 	require.Equal(t, int64(99), f.balance(t), "the failed request was refunded")
+	require.Equal(t, 2, countFiles(t, f.storage), "only the older image's objects are left")
+}
+
+// countFiles counts the regular files under dir.
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	require.NoError(t, filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	}))
+	return n
+}
+
+// A request that finishes after the sweeper refunded its hold (its host
+// was presumed dead) fails with 504 and stores nothing: it is neither
+// delivered free nor refunded twice.
+func TestSweptRequestDeliversNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := gatedBackend{started: make(chan struct{}), gate: make(chan struct{})}
+	f := newFixture(t, func(b inference.Backend) inference.Backend { g.Backend = b; return g }, 0)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.svc.GenerateImages(ctx, txt2img(f.user, 1, 2, "req-late"))
+		errc <- err
+	}()
+	<-g.started
+	require.Equal(t, int64(98), f.balance(t))
+	f.clock.Advance(holdFor)
+	res, err := f.charger.SweepHolds(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, res.Refunded, 1)
+	close(g.gate)
+	err = <-errc
+	require.ErrorIs(t, err, credits.ErrHoldReleased)
+	require.True(t, apperr.Is(err, apperr.KindTimeout))
+	require.Empty(t, f.imageIDs(t), "a swept request stores nothing")
+	require.Zero(t, countFiles(t, f.storage), "and leaves no object")
+	require.Equal(t, int64(100), f.balance(t), "refunded once")
+	var refunds int
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE user_id = $1 AND type = 'refund'`, f.user).Scan(&refunds))
+	require.Equal(t, 1, refunds)
+}
+
+// A request that settles right at its bound keeps its images and its
+// charge; the sweep that follows finds nothing to refund.
+func TestSettledAtTheBoundIsNotSwept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := gatedBackend{started: make(chan struct{}), gate: make(chan struct{})}
+	f := newFixture(t, func(b inference.Backend) inference.Backend { g.Backend = b; return g }, 0)
+	errc := make(chan error, 1)
+	var out generate.ImagesResult
+	go func() {
+		var err error
+		out, err = f.svc.GenerateImages(ctx, txt2img(f.user, 1, 2, "req-bound"))
+		errc <- err
+	}()
+	<-g.started
+	f.clock.Advance(holdFor) // the deadline is now; no sweeper ran yet
+	close(g.gate)
+	require.NoError(t, <-errc)
+	require.Len(t, out.Outputs, 2)
+	res, err := f.charger.SweepHolds(ctx, 0)
+	require.NoError(t, err)
+	require.Empty(t, res.Refunded)
+	require.Len(t, f.imageIDs(t), 2)
+	require.Equal(t, int64(98), f.balance(t))
+
+	// Model routes settle the same way.
+	_, err = f.svc.ExtendPrompt(ctx, generate.Caller{UserID: f.user, Charged: true, Key: "req-extend"}, "", "a frog")
+	require.NoError(t, err)
+	f.clock.Advance(2 * holdFor)
+	res, err = f.charger.SweepHolds(ctx, 0)
+	require.NoError(t, err)
+	require.Empty(t, res.Refunded)
 }
 
 // Mask mode ignores model_id (legacy §11): the SDXL id, which does not
@@ -221,4 +337,32 @@ func TestMaskIgnoresModelID(t *testing.T) {
 	res, err := f.svc.GenerateImages(context.Background(), job)
 	require.NoError(t, err)
 	require.Len(t, res.Outputs, 1)
+}
+
+// An async job's samples are uploaded by RenderImages but enter the
+// library only in the transaction that completes the job: a job that ends
+// in failure (Close without a commit) leaves neither rows nor objects.
+func TestRenderImagesStoresNothingUntilTheJobCompletes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, nil, 0)
+	st, err := f.svc.RenderImages(ctx, txt2img(f.user, 7, 2, ""))
+	require.NoError(t, err)
+	require.Empty(t, f.imageIDs(t), "rendered, not yet in the library")
+	require.Equal(t, 4, countFiles(t, f.storage), "two images and two thumbnails uploaded")
+	st.Close(ctx, false) // the job failed
+	require.Empty(t, f.imageIDs(t))
+	require.Zero(t, countFiles(t, f.storage), "a failed job leaves no object")
+
+	st, err = f.svc.RenderImages(ctx, txt2img(f.user, 7, 2, ""))
+	require.NoError(t, err)
+	tx, err := f.pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.Insert(ctx, tx))
+	require.NoError(t, tx.Commit(ctx))
+	st.Close(ctx, true)
+	require.Len(t, st.Outputs, 2)
+	require.ElementsMatch(t, []int64{st.Outputs[0].ID, st.Outputs[1].ID}, f.imageIDs(t))
+	require.Equal(t, 4, countFiles(t, f.storage))
+	require.Equal(t, int64(100), f.balance(t), "RenderImages never charges")
 }

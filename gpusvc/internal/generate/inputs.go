@@ -11,22 +11,66 @@ import (
 	"github.com/nounsai/sdserver/shared/media"
 )
 
-// decodeInput checks an input image's header against the limits before
-// decoding it (a 30000×30000 header is refused without allocating), then
-// decodes it.
-func (s *Service) decodeInput(field string, data []byte) (image.Image, error) {
+// Decoding inputs (issue 13.3): the header of an input image is checked
+// when the request arrives, before it is charged or queued — its sides and
+// the memory its pixels would take (a 105 KB PNG can claim 16-bit
+// 4096×4096, 128 MiB) — and the pixels are decoded only inside the
+// request's capacity slot, so that at most GPU_SLOTS decodes, each at most
+// Limits.MaxDecodedBytes, are in memory at once however many requests
+// arrive.
+
+// mediaLimits are the limits of an input image.
+func (l Limits) mediaLimits() media.Limits {
+	return media.Limits{MaxWidth: l.MaxInputSide, MaxHeight: l.MaxInputSide, MaxDecodedBytes: l.MaxDecodedBytes}
+}
+
+// checkInput checks an input image's size and header against the limits
+// without decoding any pixel.
+func (s *Service) checkInput(field string, data []byte) (media.Info, error) {
 	l := s.opts.Limits
 	if len(data) > l.MaxInputBytes {
-		return nil, apperr.TooLarge(fmt.Sprintf("%s must decode to at most %d bytes", field, l.MaxInputBytes)).WithField("field", field)
+		return media.Info{}, apperr.TooLarge(fmt.Sprintf("%s must decode to at most %d bytes", field, l.MaxInputBytes)).WithField("field", field)
 	}
-	img, _, err := media.Decode(data, media.Limits{MaxWidth: l.MaxInputSide, MaxHeight: l.MaxInputSide})
-	if err != nil {
-		if ae, ok := apperr.As(err); ok && ae.Kind == apperr.KindInvalid {
-			return nil, ae.WithField("field", field)
-		}
+	info, err := media.Check(data, l.mediaLimits())
+	return info, fieldError(field, err)
+}
+
+// decodeInput decodes an input image (checking its header again first).
+// Call it only inside a capacity slot (see above).
+func (s *Service) decodeInput(field string, data []byte) (image.Image, error) {
+	if _, err := s.checkInput(field, data); err != nil {
 		return nil, err
 	}
-	return img, nil
+	img, _, err := media.Decode(data, s.opts.Limits.mediaLimits())
+	return img, fieldError(field, err)
+}
+
+// fieldError names field in an Invalid error.
+func fieldError(field string, err error) error {
+	if ae, ok := apperr.As(err); ok && ae.Kind == apperr.KindInvalid {
+		return ae.WithField("field", field)
+	}
+	return err
+}
+
+// checkInputs checks what decodeInputs will decode, from the headers: the
+// input is at least MinSide on each side and the Mask mode's mask has the
+// input's size.
+func (s *Service) checkInputs(job ImageJob) error {
+	l := s.opts.Limits
+	info, err := s.checkInput("base_64", job.Input)
+	if err != nil {
+		return err
+	}
+	if info.Width < l.MinSide || info.Height < l.MinSide {
+		return invalidField("base_64", fmt.Sprintf("the input image must be at least %d×%d pixels", l.MinSide, l.MinSide))
+	}
+	if job.Op == inference.OpInpaint {
+		if want := (info.Width*info.Height + 7) / 8; len(job.Mask) != want {
+			return invalidField("mask", fmt.Sprintf("mask must hold %d bytes (%d×%d bits, as /mask returns), got %d", want, info.Width, info.Height, len(job.Mask)))
+		}
+	}
+	return nil
 }
 
 // decodeInputs decodes the input image (and the Mask mode's mask), checks

@@ -84,10 +84,3 @@ func TestModeOp(t *testing.T) {
 	_, _, err = ModeOp("Video")
 	require.Error(t, err)
 }
-
-func TestPacingDelay(t *testing.T) {
-	t.Parallel()
-	require.Zero(t, Pacing{}.delay(10))
-	require.Equal(t, "4s", Pacing{BaseSeconds: 1, Speed: 0.5, Slowdown: 1}.delay(2).String())
-	require.Equal(t, "3s", Pacing{BaseSeconds: 0.5, Speed: 1, Slowdown: 3}.delay(2).String())
-}

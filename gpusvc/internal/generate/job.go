@@ -73,10 +73,15 @@ type Limits struct {
 	UpscaleInputSide int
 	// MaxPoints bounds the coordinates of /mask.
 	MaxPoints int
+	// MaxDecodedBytes bounds the memory one decoded input image takes
+	// (width × height × bytes per pixel, from its header); zero means no
+	// bound beyond MaxInputSide.
+	MaxDecodedBytes int64
 }
 
 // DefaultLimits are the limits of the issue: samples 1–4, steps 1–50, sides
-// 64–1024 px, prompts ≤ 1000 characters, inputs ≤ 5 MB and ≤ 4096×4096.
+// 64–1024 px, prompts ≤ 1000 characters, inputs ≤ 5 MB, ≤ 4096×4096 and
+// ≤ 64 MiB decoded (an 8-bit RGBA 4096×4096; a 16-bit one is refused).
 var DefaultLimits = Limits{
 	MaxSamples:       4,
 	MaxSteps:         50,
@@ -87,6 +92,7 @@ var DefaultLimits = Limits{
 	MaxInputSide:     4096,
 	UpscaleInputSide: 384,
 	MaxPoints:        64,
+	MaxDecodedBytes:  64 << 20,
 }
 
 // Validate reports a limit that cannot work, naming its variable.
@@ -116,11 +122,6 @@ type ImageJob struct {
 	Anonymous bool
 	// Key identifies the request for idempotent charging (the request ID).
 	Key string
-	// Prepaid makes GenerateImages skip its own charge and refund: the
-	// caller charged the job and refunds it on failure (async jobs, whose
-	// debit is keyed by the job so that a retry is not charged again).
-	// Never stored with a queued job.
-	Prepaid bool `json:"-"`
 
 	// Mode is the canonical legacy inference_mode and Op its operation.
 	Mode string

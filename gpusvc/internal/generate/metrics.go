@@ -11,6 +11,9 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	rejected *prometheus.CounterVec
 	refunds  prometheus.Counter
+	// holdsLost counts requests that finished after the sweeper had
+	// refunded their hold (they answered 504 and stored nothing).
+	holdsLost prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them, with gauges reading
@@ -31,11 +34,15 @@ func NewMetrics(reg prometheus.Registerer, capa *capacity.Limiter) *Metrics {
 			Name: "gpusvc_refunds_total",
 			Help: "Charges refunded after a failed job.",
 		}),
+		holdsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpusvc_holds_lost_total",
+			Help: "Requests that finished after the sweeper refunded their charge hold (answered 504, nothing stored).",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.latency, m.rejected, m.refunds)
+	reg.MustRegister(m.latency, m.rejected, m.refunds, m.holdsLost)
 	if capa != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_slots", Help: "GPU slots (concurrent jobs) of this host."},

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 
@@ -35,8 +36,10 @@ func (s *Service) resolveOp(ctx context.Context, modelID string, op inference.Op
 	return route, route.Check(op)
 }
 
-// runRoute charges (when the caller pays), runs fn within capacity and
-// refunds on failure, a panic in fn included.
+// runRoute charges (a hold, when the caller pays), runs fn within
+// capacity, then settles the hold before the answer goes out; on failure,
+// a panic in fn included, it releases the hold. A hold the sweeper
+// refunded first fails the request (504) instead of answering for free.
 func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route models.Route, fn func(ctx context.Context) error) error {
 	var debit credits.Debit
 	if c.Charged {
@@ -45,16 +48,23 @@ func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route
 			return err
 		}
 	}
-	done := false
+	settled := false
 	defer func() {
-		if !done {
-			s.refund(ctx, debit)
+		if !settled {
+			s.release(ctx, debit)
 		}
 	}()
-	if err := s.run(ctx, op, route.Backend.Name(), routeUnits(op), fn); err != nil {
+	if err := s.run(ctx, op, route.Backend.Name(), fn); err != nil {
 		return err
 	}
-	done = true
+	if err := s.opts.Charger.Settle(ctx, nil, debit.ID); err != nil {
+		if errors.Is(err, credits.ErrHoldReleased) {
+			settled = true
+			s.opts.Metrics.holdsLost.Inc()
+		}
+		return err
+	}
+	settled = true
 	return nil
 }
 
@@ -81,12 +91,15 @@ func (s *Service) Interrogate(ctx context.Context, c Caller, modelID string, dat
 	if err != nil {
 		return "", err
 	}
-	img, err := s.decodeInput("base_64", data)
-	if err != nil {
+	if _, err := s.checkInput("base_64", data); err != nil {
 		return "", err
 	}
 	var out string
 	err = s.runRoute(ctx, c, inference.OpInterrogate, route, func(ctx context.Context) error {
+		img, err := s.decodeInput("base_64", data)
+		if err != nil {
+			return err
+		}
 		out, err = route.Backend.Interrogate(ctx, route.BackendModel, img)
 		return err
 	})
@@ -101,16 +114,19 @@ func (s *Service) Upscale(ctx context.Context, c Caller, modelID string, data []
 	if err != nil {
 		return nil, err
 	}
-	img, err := s.decodeInput("base_64", data)
-	if err != nil {
+	if _, err := s.checkInput("base_64", data); err != nil {
 		return nil, err
-	}
-	b := img.Bounds()
-	if w, h := fit(b.Dx(), b.Dy(), s.opts.Limits.UpscaleInputSide); w != b.Dx() || h != b.Dy() {
-		img = resize(img, w, h, xdraw.CatmullRom)
 	}
 	var out image.Image
 	err = s.runRoute(ctx, c, inference.OpUpscale, route, func(ctx context.Context) error {
+		img, err := s.decodeInput("base_64", data)
+		if err != nil {
+			return err
+		}
+		b := img.Bounds()
+		if w, h := fit(b.Dx(), b.Dy(), s.opts.Limits.UpscaleInputSide); w != b.Dx() || h != b.Dy() {
+			img = resize(img, w, h, xdraw.CatmullRom)
+		}
 		if out, err = route.Backend.Upscale(ctx, inference.UpscaleRequest{Model: route.BackendModel, Image: img, Scale: 4}); err != nil {
 			return err
 		}
@@ -143,33 +159,37 @@ func (s *Service) Segment(ctx context.Context, c Caller, modelID string, data []
 	if err != nil {
 		return Mask{}, err
 	}
-	img, err := s.decodeInput("base64", data)
+	info, err := s.checkInput("base64", data)
 	if err != nil {
 		return Mask{}, err
 	}
-	b := img.Bounds()
 	for _, p := range points {
-		if p.X < 0 || p.Y < 0 || p.X >= b.Dx() || p.Y >= b.Dy() {
-			return Mask{}, invalidField("coordinates", fmt.Sprintf("point [%d, %d] is outside the %d×%d image", p.X, p.Y, b.Dx(), b.Dy()))
+		if p.X < 0 || p.Y < 0 || p.X >= info.Width || p.Y >= info.Height {
+			return Mask{}, invalidField("coordinates", fmt.Sprintf("point [%d, %d] is outside the %d×%d image", p.X, p.Y, info.Width, info.Height))
 		}
-	}
-	if b.Min != (image.Point{}) {
-		shifted := make([]image.Point, len(points))
-		for i, p := range points {
-			shifted[i] = p.Add(b.Min)
-		}
-		points = shifted
 	}
 	var bits []bool
 	err = s.runRoute(ctx, c, inference.OpSegment, route, func(ctx context.Context) error {
-		bits, err = route.Backend.Segment(ctx, inference.SegmentRequest{Image: img, Points: points})
+		img, err := s.decodeInput("base64", data)
+		if err != nil {
+			return err
+		}
+		pts := points
+		if b := img.Bounds(); b.Min != (image.Point{}) {
+			pts = make([]image.Point, len(points))
+			for i, p := range points {
+				pts[i] = p.Add(b.Min)
+			}
+		}
+		bits, err = route.Backend.Segment(ctx, inference.SegmentRequest{Image: img, Points: pts})
+		if err == nil && len(bits) != info.Width*info.Height {
+			// Inside fn, so that the charge is released.
+			return apperr.BadGateway(fmt.Sprintf("The %s backend returned a mask of the wrong size", route.Backend.Name()))
+		}
 		return err
 	})
 	if err != nil {
 		return Mask{}, err
 	}
-	if len(bits) != b.Dx()*b.Dy() {
-		return Mask{}, apperr.BadGateway(fmt.Sprintf("The %s backend returned a mask of the wrong size", route.Backend.Name()))
-	}
-	return Mask{Packed: PackMask(bits), Width: b.Dx(), Height: b.Dy()}, nil
+	return Mask{Packed: PackMask(bits), Width: info.Width, Height: info.Height}, nil
 }

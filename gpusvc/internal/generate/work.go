@@ -3,7 +3,8 @@ package generate
 import "github.com/nounsai/sdserver/gpusvc/internal/inference"
 
 // A work unit is one Text to Image sample of 25 steps at 512×512 pixels,
-// the scale the proxy's balancer.Estimate uses; Pacing sleeps per unit.
+// the scale the proxy's balancer.Estimate uses; the paced fake backend
+// (inference/paced) sleeps per unit.
 const (
 	refSteps  = 25
 	refPixels = 512 * 512
@@ -25,8 +26,8 @@ var opCost = map[inference.Op]float64{
 	inference.OpUpscale:            4.0,
 }
 
-// workUnits estimates the work of an image request.
-func workUnits(op inference.Op, req inference.ImageRequest) float64 {
+// WorkUnits estimates the work of an image request.
+func WorkUnits(op inference.Op, req inference.ImageRequest) float64 {
 	w, h := req.Width, req.Height
 	if req.Init != nil {
 		w, h = req.Init.Bounds().Dx(), req.Init.Bounds().Dy()
@@ -38,5 +39,5 @@ func workUnits(op inference.Op, req inference.ImageRequest) float64 {
 	return cost * float64(max(req.Samples, 1)) * float64(max(req.Steps, 1)) / refSteps * float64(w*h) / refPixels
 }
 
-// routeUnits is the fixed work of a model route.
-func routeUnits(op inference.Op) float64 { return opCost[op] }
+// RouteUnits is the fixed work of a model route.
+func RouteUnits(op inference.Op) float64 { return opCost[op] }

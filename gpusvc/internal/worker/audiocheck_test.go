@@ -14,7 +14,7 @@ import (
 )
 
 // TestCheckAudio: real MP3 passes; a file that only looks like one (an ID3
-// header and junk, which passes the upload's content sniff) fails
+// header and junk) fails the sniff and, read as MP3 anyway, the decode,
 // permanently, so the job ends at once instead of retrying.
 func TestCheckAudio(t *testing.T) {
 	t.Parallel()
@@ -28,7 +28,10 @@ func TestCheckAudio(t *testing.T) {
 	require.NoError(t, err)
 	good := filepath.Join(dir, "good.mp3")
 	require.NoError(t, os.WriteFile(good, res.Tracks[0], 0o600))
-	require.NoError(t, r.checkAudio(ctx, good))
+	in, err := audioInputArgs(res.Tracks[0])
+	require.NoError(t, err)
+	require.Equal(t, []string{"-protocol_whitelist", "file,pipe", "-f", "mp3"}, in)
+	require.NoError(t, r.checkAudio(ctx, good, in))
 
 	fake := append([]byte("ID3\x03\x00\x00\x00\x00\x00\x00"), make([]byte, 4096)...)
 	for i := range fake[10:] {
@@ -36,7 +39,9 @@ func TestCheckAudio(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "bad.mp3")
 	require.NoError(t, os.WriteFile(bad, fake, 0o600))
-	err = r.checkAudio(ctx, bad)
+	_, err = audioInputArgs(fake)
+	require.Error(t, err, "an ID3 tag followed by junk is not audio")
+	err = r.checkAudio(ctx, bad, in)
 	require.Error(t, err)
 	reason, permanent := classify(err)
 	require.True(t, permanent)

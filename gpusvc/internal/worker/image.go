@@ -61,9 +61,12 @@ func (r *Runner) workImage(ctx context.Context, x *run) (jobs.Outcome, func(cont
 	}
 	// The job charges (keyed by the job, so a retry or a re-run after a
 	// crash replays the one debit) and the job system refunds an ERROR or
-	// CANCELED job; GenerateImages only generates and stores. Stored images
-	// are deduplicated by hash, so a re-run never stores twice.
-	job.UserID, job.Anonymous, job.Key, job.Prepaid = x.job.UserID, false, "", true
+	// CANCELED job. RenderImages only renders and uploads the objects; the
+	// rows are inserted in the transaction that completes the job, so the
+	// images are in the library exactly when the job is COMPLETED (and
+	// kept its charge): an attempt that dies, or a job that ends in
+	// failure, leaves no image behind (issue 14).
+	job.UserID, job.Anonymous, job.Key = x.job.UserID, false, ""
 	if err := job.Validate(r.opts.Generate.Limits()); err != nil {
 		return jobs.Outcome{}, nil, err
 	}
@@ -73,17 +76,30 @@ func (r *Runner) workImage(ctx context.Context, x *run) (jobs.Outcome, func(cont
 	if err := x.progress(ctx, 0.1, "generating"); err != nil {
 		return jobs.Outcome{}, nil, err
 	}
-	res, err := r.opts.Generate.GenerateImages(ctx, job)
+	staged, err := r.opts.Generate.RenderImages(ctx, job)
 	if err != nil {
 		return jobs.Outcome{}, nil, err
 	}
-	ids := make([]int64, len(res.Outputs))
-	for i, o := range res.Outputs {
-		ids[i] = o.ID
+	// inserted is set once the rows are in the final transaction; when
+	// that transaction did not get so far, Close deletes the objects.
+	inserted := false
+	x.cleanup = func(ctx context.Context) { staged.Close(ctx, inserted) }
+	// finishTx marshals the result after this function ran, so the ids
+	// filled in here are the ones recorded.
+	result := &jobs.Result{}
+	store := func(ctx context.Context, tx pgx.Tx, _ jobs.Job) error {
+		if err := staged.Insert(ctx, tx); err != nil {
+			return err
+		}
+		inserted = true
+		result.ImageIDs = make([]int64, len(staged.Outputs))
+		for i, o := range staged.Outputs {
+			result.ImageIDs[i] = o.ID
+		}
+		if len(staged.Outputs) > 0 {
+			result.URL = r.opts.Storage.URL(storage.KindImage, storage.ImageKey(x.job.UserID, staged.Outputs[0].CDNID))
+		}
+		return nil
 	}
-	result := jobs.Result{ImageIDs: ids}
-	if len(res.Outputs) > 0 {
-		result.URL = r.opts.Storage.URL(storage.KindImage, storage.ImageKey(x.job.UserID, res.Outputs[0].CDNID))
-	}
-	return jobs.Outcome{State: jobs.StateCompleted, Result: result}, nil, nil
+	return jobs.Outcome{State: jobs.StateCompleted, Result: result}, store, nil
 }

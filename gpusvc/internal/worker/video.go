@@ -98,8 +98,13 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 		return jobs.Outcome{}, nil, fmt.Errorf("write audio: %w", err)
 	}
 	// Bad user input fails at once (and before the charge): retrying an
-	// undecodable upload cannot help.
-	if err := r.checkAudio(ctx, audioPath); err != nil {
+	// undecodable upload cannot help. ffmpeg reads the audio as the format
+	// its content was sniffed as, from that file only (issue 13.6).
+	audioIn, err := audioInputArgs(audio)
+	if err != nil {
+		return jobs.Outcome{}, nil, err
+	}
+	if err := r.checkAudio(ctx, audioPath, audioIn); err != nil {
 		return jobs.Outcome{}, nil, err
 	}
 	if err := x.charge(ctx, credits.OpVideo, plan.Seconds()); err != nil {
@@ -159,7 +164,7 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 		return jobs.Outcome{}, nil, err
 	}
 	out := filepath.Join(dir, "out.mp4")
-	if err := r.encode(ctx, dir, audioPath, out, plan); err != nil {
+	if err := r.encode(ctx, dir, audioPath, audioIn, out, plan); err != nil {
 		return jobs.Outcome{}, nil, err
 	}
 	mp4, err := os.ReadFile(out)
@@ -237,15 +242,33 @@ func (r *Runner) ffmpegBin() (string, error) {
 	return bin, nil
 }
 
-// checkAudio decodes the whole audio file and fails permanently when
-// ffmpeg cannot (a file that only looks like MP3).
-func (r *Runner) checkAudio(ctx context.Context, path string) error {
+// audioInputArgs sniffs the project's audio and returns the options that
+// make ffmpeg read it as that format and open nothing else
+// (media.InputArgs); audio that is not a known format fails permanently.
+func audioInputArgs(audio []byte) ([]string, error) {
+	format, err := media.SniffAudio(audio)
+	if err != nil {
+		return nil, permanentf("the project's audio could not be decoded")
+	}
+	args, ok := media.InputArgs(format)
+	if !ok {
+		return nil, permanentf("the project's audio could not be decoded")
+	}
+	return args, nil
+}
+
+// checkAudio decodes the whole audio file (read with the input options in)
+// and fails permanently when ffmpeg cannot (a file that only looks like
+// MP3).
+func (r *Runner) checkAudio(ctx context.Context, path string, in []string) error {
 	bin, err := r.ffmpegBin()
 	if err != nil {
 		return err
 	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-nostdin", "-v", "error", "-xerror", "-i", path, "-f", "null", "-")
+	args := append([]string{"-nostdin", "-v", "error", "-xerror"}, in...)
+	args = append(args, "-i", path, "-f", "null", "-")
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
@@ -259,17 +282,21 @@ func (r *Runner) checkAudio(ctx context.Context, path string) error {
 // encode runs ffmpeg: the frames at the plan's fps as H.264 (yuv420p) with
 // the audio from the first timestamp, for the duration the timestamps
 // imply.
-func (r *Runner) encode(ctx context.Context, dir, audioPath, out string, plan jobs.VideoPlan) error {
+func (r *Runner) encode(ctx context.Context, dir, audioPath string, audioIn []string, out string, plan jobs.VideoPlan) error {
 	bin, err := r.ffmpegBin()
 	if err != nil {
 		return err
 	}
 	dur := strconv.FormatFloat(plan.Duration(), 'f', 3, 64)
-	cmd := exec.CommandContext(ctx, bin, "-nostdin", "-v", "error", "-y",
+	args := []string{"-nostdin", "-v", "error", "-y",
+		"-protocol_whitelist", media.ProtocolWhitelist, "-f", "image2",
 		"-framerate", strconv.Itoa(plan.FPS), "-i", filepath.Join(dir, "frame%05d.png"),
-		"-ss", strconv.FormatFloat(plan.Start(), 'f', 3, 64), "-t", dur, "-i", audioPath,
+		"-ss", strconv.FormatFloat(plan.Start(), 'f', 3, 64), "-t", dur}
+	args = append(args, audioIn...)
+	args = append(args, "-i", audioPath,
 		"-map", "0:v:0", "-map", "1:a:0", "-t", dur,
 		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", out)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

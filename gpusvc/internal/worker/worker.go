@@ -255,6 +255,9 @@ type run struct {
 	job jobs.Job
 	row *rivertype.JobRow
 	r   *Runner
+	// cleanup, when set by the work, runs after the job's final
+	// transaction has ended (or was never attempted).
+	cleanup func(ctx context.Context)
 }
 
 // progress records progress; it returns jobs.ErrCanceled when the job
@@ -325,6 +328,11 @@ func (r *Runner) execute(ctx context.Context, row *rivertype.JobRow, args jobs.A
 		}
 	}()
 	x := &run{job: j, row: row, r: r}
+	defer func() {
+		if x.cleanup != nil {
+			x.cleanup(context.WithoutCancel(ctx))
+		}
+	}()
 	out, legacy, werr := work(wctx, x)
 	cancel(nil)
 	<-hbDone

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/media"
 )
 
 // Audio limits and format.
@@ -272,7 +273,18 @@ func (b *Backend) encodeMP3(ctx context.Context, pcm []int16) ([]byte, error) {
 // decodeMP3 decodes audio to mono 16-bit PCM at SampleRate. Undecodable
 // input is invalid.
 func (b *Backend) decodeMP3(ctx context.Context, data []byte) ([]int16, error) {
-	out, err := b.runFFmpeg(ctx, data, "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-ar", strconv.Itoa(SampleRate), "pipe:1")
+	// User audio: ffmpeg reads it as the sniffed format, from the pipe
+	// only (issue 13.6).
+	format, err := media.SniffAudio(data)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.KindInvalid, "parent audio could not be decoded", err)
+	}
+	in, ok := media.InputArgs(format)
+	if !ok {
+		return nil, apperr.Invalid("parent audio could not be decoded")
+	}
+	args := append(in, "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-ar", strconv.Itoa(SampleRate), "pipe:1")
+	out, err := b.runFFmpeg(ctx, data, args...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
