@@ -23,7 +23,7 @@ import (
 func newTestEcho(t *testing.T) (*echo.Echo, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
-	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(), BodyLimit: 1024})
+	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(), BodyLimit: 1024, CORS: true})
 	e.GET("/panic", func(echo.Context) error { panic("boom: secret internals") })
 	e.GET("/internal", func(echo.Context) error { return errors.New("pq: password=hunter2") })
 	e.GET("/credits", func(echo.Context) error { return apperr.InsufficientCredits(3, 10) })
@@ -132,6 +132,22 @@ func TestCORS(t *testing.T) {
 	w = do(e, "GET", "/credits", "", map[string]string{"Origin": "http://localhost:3000"})
 	require.Equal(t, "http://localhost:3000", w.Header().Get("Access-Control-Allow-Origin"))
 	require.Contains(t, w.Header().Get("Access-Control-Expose-Headers"), "X-Image-Id")
+}
+
+// TestNoCORSWhenOff: a service behind the proxy (CORS off) adds no CORS
+// header, so the proxy has nothing to strip; preflights are not answered.
+func TestNoCORSWhenOff(t *testing.T) {
+	t.Parallel()
+	e := web.New(web.Options{Service: "test", Log: zap.NewNop(), Registry: prometheus.NewRegistry()})
+	e.GET("/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	w := do(e, "GET", "/x", "", map[string]string{"Origin": "https://nounsai.wtf"})
+	require.Equal(t, http.StatusNoContent, w.Code)
+	for k := range w.Header() {
+		require.NotContains(t, k, "Access-Control", k)
+	}
+	require.Empty(t, w.Header().Values("Vary"))
+	w = do(e, "OPTIONS", "/x", "", map[string]string{"Origin": "https://nounsai.wtf", "Access-Control-Request-Method": "GET"})
+	require.Empty(t, w.Header().Get("Access-Control-Allow-Origin"))
 }
 
 func TestMetrics(t *testing.T) {

@@ -1,8 +1,6 @@
 package forward
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 )
@@ -48,25 +46,4 @@ func (p *Proxy) writeError(w http.ResponseWriter, st *request, status int, msg s
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	st.status = status
-}
-
-// validRequestID accepts client request IDs of 1 to 128 visible ASCII
-// characters.
-func validRequestID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// newRequestID returns 32 random hex characters.
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -37,6 +37,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/edgepolicy"
 	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
@@ -171,7 +172,7 @@ func NewTransport() *http.Transport {
 // Canonical header keys, so that header maps are indexed without
 // canonicalising per request.
 const (
-	hdrRequestID = "X-Request-Id"
+	hdrRequestID = edgepolicy.RequestIDHeader
 	hdrXFF       = "X-Forwarded-For"
 	hdrXFP       = "X-Forwarded-Proto"
 	hdrXFH       = "X-Forwarded-Host"
@@ -235,11 +236,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	st := &request{route: gpuroute.Lookup(r.Method, r.URL.Path), w: w, clientCtx: r.Context()}
 	_, st.corsOwned = w.Header()["Access-Control-Allow-Origin"]
-	if v := r.Header[hdrRequestID]; len(v) > 0 && validRequestID(v[0]) {
-		st.id = v[0]
-	} else {
-		st.id = newRequestID()
-	}
+	st.id = edgepolicy.RequestID(r.Header)
 	p.forwardedValues(r, st)
 
 	pool, sel, timeout := p.pools.Account, p.pools.AccountSelector, p.cfg.UpstreamTimeout
