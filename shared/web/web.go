@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/edgepolicy"
+	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
 // Options configure New. Log and Registry are required.
@@ -40,6 +42,10 @@ type Options struct {
 	// public as api-cpu); a service only reached through the proxy leaves
 	// it off, since the proxy owns CORS for its responses.
 	CORS bool
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for
+	// the client IP (echo's RealIP, the access log), by the one rule
+	// ratelimit.ClientIP applies; nil believes no X-Forwarded-For.
+	TrustedProxies []netip.Prefix
 	// SkipAccessLog, when set, returns true for requests that are not
 	// access-logged (e.g. /health and /metrics polls).
 	SkipAccessLog func(r *http.Request) bool
@@ -64,6 +70,8 @@ func New(opts Options) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = ErrorHandler(log)
+	trusted := opts.TrustedProxies
+	e.IPExtractor = func(r *http.Request) string { return ratelimit.ClientIP(r, trusted) }
 	m := newMetrics(opts.Registry, opts.Service)
 	e.Use(
 		requestID(),

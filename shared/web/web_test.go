@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -157,4 +158,38 @@ func TestMetrics(t *testing.T) {
 	w := do(e, "GET", "/metrics", "", nil)
 	require.Equal(t, 200, w.Code)
 	require.True(t, bytes.Contains(w.Body.Bytes(), []byte(`http_requests_total{method="GET",route="/credits",service="test",status="402"} 1`)), w.Body.String())
+}
+
+// TestClientIPTrustsOnlyTrustedProxies: the access log's client address
+// (echo's RealIP) follows the one trusted-proxy rule (ratelimit.ClientIP):
+// X-Forwarded-For from an untrusted peer is ignored, from a trusted one it
+// names the client.
+func TestClientIPTrustsOnlyTrustedProxies(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.InfoLevel)
+	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	var seen []string
+	e.GET("/ip", func(c echo.Context) error {
+		seen = append(seen, c.RealIP())
+		return c.NoContent(http.StatusNoContent)
+	})
+	for _, tc := range []struct{ peer, xff, want string }{
+		{"203.0.113.9:4000", "198.51.100.1", "203.0.113.9"}, // spoofed by an untrusted client
+		{"10.1.2.3:4000", "198.51.100.1", "198.51.100.1"},   // appended by a trusted proxy
+		{"10.1.2.3:4000", "198.51.100.1, 10.9.9.9", "198.51.100.1"},
+		{"10.1.2.3:4000", "", "10.1.2.3"},
+	} {
+		r := httptest.NewRequest("GET", "/ip", nil)
+		r.RemoteAddr = tc.peer
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		e.ServeHTTP(httptest.NewRecorder(), r)
+		got := logs.TakeAll()
+		require.Len(t, got, 1)
+		require.Equal(t, "request", got[0].Message)
+		require.Equal(t, tc.want, got[0].ContextMap()["remote"], "%s via %s", tc.xff, tc.peer)
+		require.Equal(t, tc.want, seen[len(seen)-1])
+	}
 }
