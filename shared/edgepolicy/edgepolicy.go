@@ -20,8 +20,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // ChallengeHeader is the legacy shared-secret header, in canonical form so
@@ -186,4 +188,34 @@ func validRequestID(s string) bool {
 		}
 	}
 	return true
+}
+
+// Bounds of the lingering close after a refused body.
+const (
+	// LingerBytes is the most of a refused body read and discarded.
+	LingerBytes = 32 << 20
+	// LingerTimeout bounds the time spent discarding it.
+	LingerTimeout = 5 * time.Second
+)
+
+// Linger is the lingering close after an answer (a 413) sent before the
+// request body was read: it sends the answer at once, then reads and
+// discards up to LingerBytes of body for at most LingerTimeout, so that a
+// client that writes its whole body before reading (browsers, Python's
+// urllib: no Expect: 100-continue) reads the answer instead of a connection
+// reset. body must be the request's own body, not a http.MaxBytesReader
+// that already refused. A client that sent Expect: 100-continue was not
+// told to continue and sends nothing more, so nothing is read. The server
+// closes the connection afterwards (it marked it so when the answer left
+// with the body unread).
+func Linger(w http.ResponseWriter, r *http.Request, body io.Reader) {
+	if body == nil || body == http.NoBody || r.Header.Get("Expect") != "" {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(LingerTimeout))
+	_, _ = io.CopyN(io.Discard, body, LingerBytes)
 }

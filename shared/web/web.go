@@ -147,17 +147,32 @@ func cors() echo.MiddlewareFunc {
 // TooLargeMessage is the legacy 413 body text.
 const TooLargeMessage = "File size exceeds the allowed limit"
 
+// bodyLimit refuses bodies over limit with the legacy 413 JSON, followed
+// by a lingering close (edgepolicy.Linger) so that clients that write the
+// whole body before reading get to read it.
 func bodyLimit(limit int64) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
+			raw := req.Body
 			if req.ContentLength > limit {
-				return c.JSON(http.StatusRequestEntityTooLarge, map[string]string{"error": TooLargeMessage})
+				err := c.JSON(http.StatusRequestEntityTooLarge, map[string]string{"error": TooLargeMessage})
+				edgepolicy.Linger(c.Response(), req, raw)
+				return err
 			}
-			if req.Body != nil && req.Body != http.NoBody {
-				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+			if raw != nil && raw != http.NoBody {
+				req.Body = http.MaxBytesReader(c.Response(), raw, limit)
 			}
-			return next(c)
+			err := next(c)
+			if err != nil && Classify(err).Kind.Status() == http.StatusRequestEntityTooLarge && !c.Response().Committed {
+				// Answer now, before discarding the rest of the body.
+				c.Error(err)
+				err = nil
+			}
+			if c.Response().Status == http.StatusRequestEntityTooLarge {
+				edgepolicy.Linger(c.Response(), req, raw)
+			}
+			return err
 		}
 	}
 }

@@ -1,12 +1,16 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"net/netip"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +196,53 @@ func TestClientIPTrustsOnlyTrustedProxies(t *testing.T) {
 		require.Equal(t, tc.want, got[0].ContextMap()["remote"], "%s via %s", tc.xff, tc.peer)
 		require.Equal(t, tc.want, seen[len(seen)-1])
 	}
+}
+
+// postRaw sends a POST with a body of n bytes the way browsers and
+// Python's urllib do (no Expect: 100-continue): it writes the whole body,
+// then reads the response. It returns the status line and body, or the
+// error that ended the exchange (a reset connection).
+func postRaw(t *testing.T, addr, path string, n int) (string, string, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, n)
+	if _, err := io.WriteString(conn, head); err != nil {
+		return "", "", err
+	}
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	for sent := 0; sent < n; sent += len(chunk) {
+		if _, err := conn.Write(chunk[:min(len(chunk), n-sent)]); err != nil {
+			return "", "", err
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.Status, string(body), err
+}
+
+// TestTooLargeBodyGetsReadable413: a 10 MB body over the limit, sent
+// without Expect, gets its 413 JSON (a lingering close: the server reads
+// and discards the body before closing) instead of a connection reset.
+func TestTooLargeBodyGetsReadable413(t *testing.T) {
+	t.Parallel()
+	e := web.New(web.Options{Service: "test", Log: zap.NewNop(), Registry: prometheus.NewRegistry(), BodyLimit: 1 << 20})
+	e.POST("/echo", func(c echo.Context) error {
+		_, err := io.Copy(io.Discard, c.Request().Body)
+		if err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	status, body, err := postRaw(t, srv.Listener.Addr().String(), "/echo", 10<<20)
+	require.NoError(t, err)
+	require.Equal(t, "413 Request Entity Too Large", status)
+	require.JSONEq(t, `{"error":"File size exceeds the allowed limit"}`, body)
 }

@@ -3,6 +3,8 @@ package forward
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/nounsai/sdserver/shared/edgepolicy"
 )
 
 // Public messages of the proxy's own error answers. The body shapes follow
@@ -30,7 +32,9 @@ func mustJSON(key, msg string) []byte {
 }
 
 // writeError answers the client with status and a JSON body: the canned
-// body for the status, or {"message": msg} when msg is set.
+// body for the status, or {"message": msg} when msg is set. A 413 is
+// followed by a lingering close (edgepolicy.Linger), so that a client
+// writing its whole body before reading gets to read it.
 func (p *Proxy) writeError(w http.ResponseWriter, st *request, status int, msg string) {
 	body := cannedBodies[status]
 	if msg != "" || body == nil {
@@ -46,4 +50,7 @@ func (p *Proxy) writeError(w http.ResponseWriter, st *request, status int, msg s
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	st.status = status
+	if status == http.StatusRequestEntityTooLarge {
+		edgepolicy.Linger(w, st.in, st.raw)
+	}
 }

@@ -196,6 +196,8 @@ type request struct {
 	route     gpuroute.Route
 	id        string
 	w         http.ResponseWriter
+	in        *http.Request // as received, for a lingering close
+	raw       io.Reader     // its own body (before any limit), idem
 	pool      *balancer.Pool
 	up        *balancer.Upstream
 	body      []byte // whole GPU body when it fit in the prefix; nil when streamed
@@ -234,7 +236,7 @@ func (r *request) val(i int) []string { return r.vals[i : i+1 : i+1] }
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
-	st := &request{route: gpuroute.Lookup(r.Method, r.URL.Path), w: w, clientCtx: r.Context()}
+	st := &request{route: gpuroute.Lookup(r.Method, r.URL.Path), w: w, in: r, raw: r.Body, clientCtx: r.Context()}
 	_, st.corsOwned = w.Header()["Access-Control-Allow-Origin"]
 	st.id = edgepolicy.RequestID(r.Header)
 	p.forwardedValues(r, st)
