@@ -1,19 +1,13 @@
 package auth
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/edgepolicy"
 )
-
-// MsgChallengeInvalid is the legacy public message of a failed
-// challenge-token check.
-const MsgChallengeInvalid = "challenge-token header missing / invalid"
 
 // Required is echo middleware that lets a request through only with a valid
 // token in Authorization, storing its claims in the request context.
@@ -56,52 +50,17 @@ func (v *Verifier) Optional(anonymousID int64, allowAnonymous bool) echo.Middlew
 	}
 }
 
-// tokenSet compares a presented secret against accepted ones in constant
-// time. Both sides are hashed first so that neither the length of the
-// accepted tokens nor the position of a mismatch leaks through timing, and
-// every accepted token is compared (no early exit).
-type tokenSet [][sha256.Size]byte
-
-func newTokenSet(tokens ...string) tokenSet {
-	var s tokenSet
-	for _, t := range tokens {
-		if t != "" {
-			s = append(s, sha256.Sum256([]byte(t)))
-		}
-	}
-	return s
-}
-
-func (s tokenSet) match(presented string) bool {
-	if presented == "" {
-		return false
-	}
-	h := sha256.Sum256([]byte(presented))
-	ok := 0
-	for i := range s {
-		ok |= subtle.ConstantTimeCompare(h[:], s[i][:])
-	}
-	return ok == 1
-}
-
-// ChallengeToken is echo middleware requiring the `challenge-token` header to
-// equal one of tokens (the current one and any previous ones during a
-// rotation), compared in constant time. Empty tokens are ignored; with none
-// every request is refused. CORS preflight (OPTIONS) passes. Failure is 401
-// {"message":"challenge-token header missing / invalid"}.
-//
-// The challenge token ships with the frontend: it is a speed bump against
-// casual scripting, not authentication (legacy S8).
+// ChallengeToken is echo middleware applying the shared challenge-token
+// check (edgepolicy.Challenge) for tokens: the current one and any previous
+// ones during a rotation, compared in constant time. Empty tokens are
+// ignored; with none every request is refused. A CORS preflight passes.
+// Failure is 401 {"message":"challenge-token header missing / invalid"}.
 func ChallengeToken(tokens ...string) echo.MiddlewareFunc {
-	accepted := newTokenSet(tokens...)
+	check := edgepolicy.NewChallenge(tokens)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			r := c.Request()
-			if r.Method == http.MethodOptions {
-				return next(c)
-			}
-			if !accepted.match(r.Header.Get("challenge-token")) {
-				return apperr.Unauthorized(MsgChallengeInvalid)
+			if !check.Allows(c.Request()) {
+				return apperr.Unauthorized(edgepolicy.MsgChallengeInvalid)
 			}
 			return next(c)
 		}
@@ -113,7 +72,7 @@ func ChallengeToken(tokens ...string) echo.MiddlewareFunc {
 // compared in constant time; otherwise 401. An empty token disables the
 // routes: every request gets 403.
 func AdminToken(token string) echo.MiddlewareFunc {
-	accepted := newTokenSet(token)
+	accepted := edgepolicy.NewSecrets(token)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if len(accepted) == 0 {
@@ -124,7 +83,7 @@ func AdminToken(token string) echo.MiddlewareFunc {
 			if a := h.Get(echo.HeaderAuthorization); presented == "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 				presented = strings.TrimSpace(a[7:])
 			}
-			if !accepted.match(presented) {
+			if !accepted.Match(presented) {
 				return apperr.Unauthorized("Admin token missing / invalid")
 			}
 			return next(c)

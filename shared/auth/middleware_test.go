@@ -13,6 +13,7 @@ import (
 
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/edgepolicy"
 )
 
 // run passes a request with headers through mw and returns the error it
@@ -89,19 +90,24 @@ func TestChallengeToken(t *testing.T) {
 		method string
 		header string
 		ok     bool
+		extra  map[string]string
 	}{
-		{"current", http.MethodPost, "current-token", true},
-		{"previous", http.MethodPost, "previous-token", true},
-		{"missing", http.MethodPost, "", false},
-		{"wrong", http.MethodPost, "current-tokem", false},
-		{"prefix", http.MethodPost, "current", false},
-		{"longer", http.MethodPost, "current-token-and-more", false},
-		{"preflight passes", http.MethodOptions, "", true},
+		{"current", http.MethodPost, "current-token", true, nil},
+		{"previous", http.MethodPost, "previous-token", true, nil},
+		{"missing", http.MethodPost, "", false, nil},
+		{"wrong", http.MethodPost, "current-tokem", false, nil},
+		{"prefix", http.MethodPost, "current", false, nil},
+		{"longer", http.MethodPost, "current-token-and-more", false, nil},
+		{"preflight passes", http.MethodOptions, "", true, map[string]string{"Origin": "https://a.b", "Access-Control-Request-Method": "POST"}},
+		{"a plain OPTIONS needs the token", http.MethodOptions, "", false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := map[string]string{}
+			for k, v := range tt.extra {
+				h[k] = v
+			}
 			if tt.header != "" {
 				h["challenge-token"] = tt.header
 			}
@@ -118,7 +124,7 @@ func TestChallengeToken(t *testing.T) {
 
 	// No configured token: everything but preflight is refused.
 	_, _, err := run(t, auth.ChallengeToken(""), http.MethodGet, map[string]string{"challenge-token": ""})
-	requireAuthErr(t, err, auth.MsgChallengeInvalid)
+	requireAuthErr(t, err, edgepolicy.MsgChallengeInvalid)
 }
 
 func TestAdminToken(t *testing.T) {

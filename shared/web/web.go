@@ -1,28 +1,30 @@
 // Package web builds the echo server every service runs: recovery, request
-// IDs, access logs, Prometheus HTTP metrics, CORS as the legacy app, the
-// body limit, and the single error handler that turns every error into
-// JSON in the legacy {"message": ...} shape.
+// IDs, access logs, Prometheus HTTP metrics, CORS for services browsers call
+// directly, the body limit, and the single error handler that turns every
+// error into JSON in the legacy {"message": ...} shape. Request IDs and CORS
+// follow the one edge policy, shared/edgepolicy.
 //
 // This package must never contain routes of a service or domain logic.
 package web
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/nounsai/sdserver/shared/edgepolicy"
+	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
 // Options configure New. Log and Registry are required.
@@ -35,8 +37,15 @@ type Options struct {
 	Registry *prometheus.Registry
 	// BodyLimit is the maximum request body in bytes; 0 means 5 MiB.
 	BodyLimit int64
-	// ExposeHeaders are added to Access-Control-Expose-Headers.
-	ExposeHeaders []string
+	// CORS applies the edge CORS policy (edgepolicy.CORS) to every
+	// response. Set it for a service browsers call directly (accountsvc,
+	// public as api-cpu); a service only reached through the proxy leaves
+	// it off, since the proxy owns CORS for its responses.
+	CORS bool
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for
+	// the client IP (echo's RealIP, the access log), by the one rule
+	// ratelimit.ClientIP applies; nil believes no X-Forwarded-For.
+	TrustedProxies []netip.Prefix
 	// SkipAccessLog, when set, returns true for requests that are not
 	// access-logged (e.g. /health and /metrics polls).
 	SkipAccessLog func(r *http.Request) bool
@@ -61,14 +70,18 @@ func New(opts Options) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = ErrorHandler(log)
+	trusted := opts.TrustedProxies
+	e.IPExtractor = func(r *http.Request) string { return ratelimit.ClientIP(r, trusted) }
 	m := newMetrics(opts.Registry, opts.Service)
 	e.Use(
 		requestID(),
 		accessLog(log, m, opts.SkipAccessLog),
 		recoverer(log),
-		cors(opts.ExposeHeaders),
-		bodyLimit(opts.BodyLimit),
 	)
+	if opts.CORS {
+		e.Use(cors())
+	}
+	e.Use(bodyLimit(opts.BodyLimit))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})))
 	return e
 }
@@ -76,9 +89,6 @@ func New(opts Options) *echo.Echo {
 type ctxKey int
 
 const requestIDKey ctxKey = iota
-
-// RequestIDHeader is the header carrying the request ID both ways.
-const RequestIDHeader = "X-Request-ID"
 
 // RequestID returns the request ID stored in ctx by the middleware, or "".
 func RequestID(ctx context.Context) string {
@@ -91,35 +101,12 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey, id)
 }
 
-// NewRequestID returns a fresh random request ID (32 hex characters).
-func NewRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// validRequestID accepts client IDs of up to 128 visible ASCII characters.
-func validRequestID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
 func requestID() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
-			id := req.Header.Get(RequestIDHeader)
-			if !validRequestID(id) {
-				id = NewRequestID()
-			}
-			c.Response().Header().Set(RequestIDHeader, id)
+			id := edgepolicy.RequestID(req.Header)
+			c.Response().Header()[edgepolicy.RequestIDHeader] = []string{id}
 			c.SetRequest(req.WithContext(WithRequestID(req.Context(), id)))
 			return next(c)
 		}
@@ -146,30 +133,12 @@ func recoverer(log *zap.Logger) echo.MiddlewareFunc {
 	}
 }
 
-func cors(expose []string) echo.MiddlewareFunc {
-	exposed := strings.Join(append([]string{"X-Image-Id", "X-Image-Ids", "X-Request-ID", "Retry-After",
-		"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}, expose...), ", ")
+func cors() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			req := c.Request()
-			h := c.Response().Header()
-			origin := req.Header.Get("Origin")
-			h.Add("Vary", "Origin")
-			if origin == "" {
-				return next(c)
+			if edgepolicy.CORS(c.Response(), c.Request()) {
+				return nil
 			}
-			h.Set("Access-Control-Allow-Origin", origin)
-			if req.Method == http.MethodOptions && req.Header.Get("Access-Control-Request-Method") != "" {
-				h.Add("Vary", "Access-Control-Request-Method")
-				h.Add("Vary", "Access-Control-Request-Headers")
-				h.Set("Access-Control-Allow-Methods", "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT")
-				if rh := req.Header.Get("Access-Control-Request-Headers"); rh != "" {
-					h.Set("Access-Control-Allow-Headers", rh)
-				}
-				h.Set("Access-Control-Max-Age", "600")
-				return c.NoContent(http.StatusOK)
-			}
-			h.Set("Access-Control-Expose-Headers", exposed)
 			return next(c)
 		}
 	}
@@ -178,17 +147,32 @@ func cors(expose []string) echo.MiddlewareFunc {
 // TooLargeMessage is the legacy 413 body text.
 const TooLargeMessage = "File size exceeds the allowed limit"
 
+// bodyLimit refuses bodies over limit with the legacy 413 JSON, followed
+// by a lingering close (edgepolicy.Linger) so that clients that write the
+// whole body before reading get to read it.
 func bodyLimit(limit int64) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
+			raw := req.Body
 			if req.ContentLength > limit {
-				return c.JSON(http.StatusRequestEntityTooLarge, map[string]string{"error": TooLargeMessage})
+				err := c.JSON(http.StatusRequestEntityTooLarge, map[string]string{"error": TooLargeMessage})
+				edgepolicy.Linger(c.Response(), req, raw)
+				return err
 			}
-			if req.Body != nil && req.Body != http.NoBody {
-				req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+			if raw != nil && raw != http.NoBody {
+				req.Body = http.MaxBytesReader(c.Response(), raw, limit)
 			}
-			return next(c)
+			err := next(c)
+			if err != nil && Classify(err).Kind.Status() == http.StatusRequestEntityTooLarge && !c.Response().Committed {
+				// Answer now, before discarding the rest of the body.
+				c.Error(err)
+				err = nil
+			}
+			if c.Response().Status == http.StatusRequestEntityTooLarge {
+				edgepolicy.Linger(c.Response(), req, raw)
+			}
+			return err
 		}
 	}
 }

@@ -1,11 +1,16 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +28,7 @@ import (
 func newTestEcho(t *testing.T) (*echo.Echo, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
-	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(), BodyLimit: 1024})
+	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(), BodyLimit: 1024, CORS: true})
 	e.GET("/panic", func(echo.Context) error { panic("boom: secret internals") })
 	e.GET("/internal", func(echo.Context) error { return errors.New("pq: password=hunter2") })
 	e.GET("/credits", func(echo.Context) error { return apperr.InsufficientCredits(3, 10) })
@@ -134,6 +139,22 @@ func TestCORS(t *testing.T) {
 	require.Contains(t, w.Header().Get("Access-Control-Expose-Headers"), "X-Image-Id")
 }
 
+// TestNoCORSWhenOff: a service behind the proxy (CORS off) adds no CORS
+// header, so the proxy has nothing to strip; preflights are not answered.
+func TestNoCORSWhenOff(t *testing.T) {
+	t.Parallel()
+	e := web.New(web.Options{Service: "test", Log: zap.NewNop(), Registry: prometheus.NewRegistry()})
+	e.GET("/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	w := do(e, "GET", "/x", "", map[string]string{"Origin": "https://nounsai.wtf"})
+	require.Equal(t, http.StatusNoContent, w.Code)
+	for k := range w.Header() {
+		require.NotContains(t, k, "Access-Control", k)
+	}
+	require.Empty(t, w.Header().Values("Vary"))
+	w = do(e, "OPTIONS", "/x", "", map[string]string{"Origin": "https://nounsai.wtf", "Access-Control-Request-Method": "GET"})
+	require.Empty(t, w.Header().Get("Access-Control-Allow-Origin"))
+}
+
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e, _ := newTestEcho(t)
@@ -141,4 +162,87 @@ func TestMetrics(t *testing.T) {
 	w := do(e, "GET", "/metrics", "", nil)
 	require.Equal(t, 200, w.Code)
 	require.True(t, bytes.Contains(w.Body.Bytes(), []byte(`http_requests_total{method="GET",route="/credits",service="test",status="402"} 1`)), w.Body.String())
+}
+
+// TestClientIPTrustsOnlyTrustedProxies: the access log's client address
+// (echo's RealIP) follows the one trusted-proxy rule (ratelimit.ClientIP):
+// X-Forwarded-For from an untrusted peer is ignored, from a trusted one it
+// names the client.
+func TestClientIPTrustsOnlyTrustedProxies(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.InfoLevel)
+	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: prometheus.NewRegistry(),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	var seen []string
+	e.GET("/ip", func(c echo.Context) error {
+		seen = append(seen, c.RealIP())
+		return c.NoContent(http.StatusNoContent)
+	})
+	for _, tc := range []struct{ peer, xff, want string }{
+		{"203.0.113.9:4000", "198.51.100.1", "203.0.113.9"}, // spoofed by an untrusted client
+		{"10.1.2.3:4000", "198.51.100.1", "198.51.100.1"},   // appended by a trusted proxy
+		{"10.1.2.3:4000", "198.51.100.1, 10.9.9.9", "198.51.100.1"},
+		{"10.1.2.3:4000", "", "10.1.2.3"},
+	} {
+		r := httptest.NewRequest("GET", "/ip", nil)
+		r.RemoteAddr = tc.peer
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		e.ServeHTTP(httptest.NewRecorder(), r)
+		got := logs.TakeAll()
+		require.Len(t, got, 1)
+		require.Equal(t, "request", got[0].Message)
+		require.Equal(t, tc.want, got[0].ContextMap()["remote"], "%s via %s", tc.xff, tc.peer)
+		require.Equal(t, tc.want, seen[len(seen)-1])
+	}
+}
+
+// postRaw sends a POST with a body of n bytes the way browsers and
+// Python's urllib do (no Expect: 100-continue): it writes the whole body,
+// then reads the response. It returns the status line and body, or the
+// error that ended the exchange (a reset connection).
+func postRaw(t *testing.T, addr, path string, n int) (string, string, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, n)
+	if _, err := io.WriteString(conn, head); err != nil {
+		return "", "", err
+	}
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	for sent := 0; sent < n; sent += len(chunk) {
+		if _, err := conn.Write(chunk[:min(len(chunk), n-sent)]); err != nil {
+			return "", "", err
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.Status, string(body), err
+}
+
+// TestTooLargeBodyGetsReadable413: a 10 MB body over the limit, sent
+// without Expect, gets its 413 JSON (a lingering close: the server reads
+// and discards the body before closing) instead of a connection reset.
+func TestTooLargeBodyGetsReadable413(t *testing.T) {
+	t.Parallel()
+	e := web.New(web.Options{Service: "test", Log: zap.NewNop(), Registry: prometheus.NewRegistry(), BodyLimit: 1 << 20})
+	e.POST("/echo", func(c echo.Context) error {
+		_, err := io.Copy(io.Discard, c.Request().Body)
+		if err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	status, body, err := postRaw(t, srv.Listener.Addr().String(), "/echo", 10<<20)
+	require.NoError(t, err)
+	require.Equal(t, "413 Request Entity Too Large", status)
+	require.JSONEq(t, `{"error":"File size exceeds the allowed limit"}`, body)
 }

@@ -80,7 +80,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: log, pool: pool, redis: rc, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit})
+	// CORS here: the frontend calls api-cpu directly.
+	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit, CORS: true,
+		TrustedProxies: cfg.TrustedProxies})
 	a.echo.GET("/health", a.handleHealth)
 	a.limiter = ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,

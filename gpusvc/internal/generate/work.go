@@ -1,29 +1,29 @@
 package generate
 
-import "github.com/nounsai/sdserver/gpusvc/internal/inference"
-
-// A work unit is one Text to Image sample of 25 steps at 512×512 pixels,
-// the scale the proxy's balancer.Estimate uses; the paced fake backend
-// (inference/paced) sleeps per unit.
-const (
-	refSteps  = 25
-	refPixels = 512 * 512
+import (
+	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
-// opCost is the relative cost of each operation per sample, step and pixel
-// (the proxy's modeCost), and the fixed cost of the model routes.
-var opCost = map[inference.Op]float64{
-	inference.OpTxt2Img:            1.0,
-	inference.OpImg2Img:            1.0,
-	inference.OpPix2Pix:            1.2,
-	inference.OpControlNetOutlines: 1.3,
-	inference.OpControlNetDepth:    1.5,
-	inference.OpControlNetSegment:  1.5,
-	inference.OpInpaint:            1.1,
-	inference.OpExtendPrompt:       0.3,
-	inference.OpInterrogate:        0.5,
-	inference.OpSegment:            0.5,
-	inference.OpUpscale:            4.0,
+// opWork is the cost entry of each operation in the shared table of GPU
+// routes and work costs (gpuroute), the scale the proxy's balancer
+// estimates with: the legacy inference mode of an image operation, or the
+// route of a model operation with a fixed cost.
+var opWork = map[inference.Op]struct {
+	mode  gpuroute.Mode
+	route gpuroute.Route
+}{
+	inference.OpTxt2Img:            {mode: gpuroute.ModeTxt2Img},
+	inference.OpImg2Img:            {mode: gpuroute.ModeImg2Img},
+	inference.OpPix2Pix:            {mode: gpuroute.ModePix2Pix},
+	inference.OpControlNetOutlines: {mode: gpuroute.ModeOutlines},
+	inference.OpControlNetDepth:    {mode: gpuroute.ModeDepth},
+	inference.OpControlNetSegment:  {mode: gpuroute.ModeSegmentation},
+	inference.OpInpaint:            {mode: gpuroute.ModeMask},
+	inference.OpExtendPrompt:       {route: gpuroute.ExtendPrompt},
+	inference.OpInterrogate:        {route: gpuroute.Interrogate},
+	inference.OpSegment:            {route: gpuroute.Mask},
+	inference.OpUpscale:            {route: gpuroute.Upscale},
 }
 
 // WorkUnits estimates the work of an image request.
@@ -32,12 +32,11 @@ func WorkUnits(op inference.Op, req inference.ImageRequest) float64 {
 	if req.Init != nil {
 		w, h = req.Init.Bounds().Dx(), req.Init.Bounds().Dy()
 	}
-	cost := opCost[op]
-	if op == inference.OpImg2Img {
-		cost *= min(max(req.Strength, 0.1), 1)
-	}
-	return cost * float64(max(req.Samples, 1)) * float64(max(req.Steps, 1)) / refSteps * float64(w*h) / refPixels
+	return gpuroute.Units(opWork[op].mode, float64(req.Samples), float64(req.Steps), float64(w), float64(h), req.Strength)
 }
 
-// RouteUnits is the fixed work of a model route.
-func RouteUnits(op inference.Op) float64 { return opCost[op] }
+// RouteUnits is the fixed work of a model route. A work unit is one Text to
+// Image sample of 25 steps at 512×512 pixels (gpuroute's scale, the one the
+// proxy's balancer estimates with); the paced fake backend (inference/paced)
+// sleeps per unit.
+func RouteUnits(op inference.Op) float64 { return opWork[op].route.FixedCost() }

@@ -21,6 +21,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
@@ -77,15 +78,20 @@ func Register(e *echo.Echo, o Options) {
 	}
 
 	e.GET("/health", h.handleHealth)
-	e.GET("/models", h.handleModelList)
-	e.POST("/images", h.handleImageCreate, ct, o.Verifier.Optional(o.AnonymousUserID, o.AnonymousEnabled),
+	// The GPU routes, as the shared table names them (the proxy sends
+	// exactly these here).
+	route := func(r gpuroute.Route, fn echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.Add(r.Method(), r.Path(), fn, m...)
+	}
+	route(gpuroute.Models, h.handleModelList)
+	route(gpuroute.Images, h.handleImageCreate, ct, o.Verifier.Optional(o.AnonymousUserID, o.AnonymousEnabled),
 		limit("images_user", 32, ratelimit.ByUser), limit("images_anonymous", 16, anonByIP))
-	e.POST("/extend_prompt", h.handleExtendPrompt, ct, limit("extend_prompt", 5, byIP))
-	e.POST("/interrogate", h.handleInterrogate, o.Verifier.Required(), limit("interrogate", 20, ratelimit.ByUser))
-	e.POST("/upscale", h.handleUpscale, o.Verifier.Required(), limit("upscale", 10, ratelimit.ByUser))
-	e.POST("/mask", h.handleMask, ct, limit("mask", 6, byIP))
+	route(gpuroute.ExtendPrompt, h.handleExtendPrompt, ct, limit("extend_prompt", 5, byIP))
+	route(gpuroute.Interrogate, h.handleInterrogate, o.Verifier.Required(), limit("interrogate", 20, ratelimit.ByUser))
+	route(gpuroute.Upscale, h.handleUpscale, o.Verifier.Required(), limit("upscale", 10, ratelimit.ByUser))
+	route(gpuroute.Mask, h.handleMask, ct, limit("mask", 6, byIP))
 	if o.Jobs != nil {
-		e.POST("/v1/images/generations", h.handleImageGenerationCreate, o.Verifier.Required(),
+		route(gpuroute.Generations, h.handleImageGenerationCreate, o.Verifier.Required(),
 			limit("images_async", 32, ratelimit.ByUser))
 	}
 }

@@ -120,11 +120,14 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 
 	registry := hosts.NewRegistry(deps.DB, gpu, log.Named("hosts"))
 	e := web.New(web.Options{
-		Service:       "proxy",
-		Log:           log,
-		Registry:      reg,
-		BodyLimit:     cfg.BodyLimit,
-		SkipAccessLog: func(r *http.Request) bool { return r.URL.Path == "/health" || r.URL.Path == "/metrics" },
+		Service:   "proxy",
+		Log:       log,
+		Registry:  reg,
+		BodyLimit: cfg.BodyLimit,
+		// The console's audit lines and the access log name the client
+		// by the trusted-proxy rule of the rate limits.
+		TrustedProxies: cfg.TrustedProxies,
+		SkipAccessLog:  func(r *http.Request) bool { return r.URL.Path == "/health" || r.URL.Path == "/metrics" },
 	})
 	// Every /admin route: per-IP limits (kept in production even with
 	// RATE_LIMITS=off) and one audit line per request.

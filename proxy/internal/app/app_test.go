@@ -22,6 +22,7 @@ import (
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 const token = "test-challenge-token"
@@ -69,7 +70,7 @@ func (b *gpuBackend) serve(ln net.Listener) {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		work := balancer.Estimate(r.URL.Path, body)
+		work := balancer.Estimate(gpuroute.Lookup(r.Method, r.URL.Path), body)
 		if r.URL.Path == "/slow" || strings.Contains(string(body), `"slow"`) {
 			work = 1 / b.perUnit.Seconds() // one second at speed 1
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 // TestKillBackendUnderLoad kills one of three GPU backends under steady
@@ -132,7 +133,7 @@ func TestRealTimeSpeeds(t *testing.T) {
 
 	mean := 0.0
 	for _, b := range speedMix {
-		mean += balancer.Estimate("/images", []byte(b))
+		mean += balancer.Estimate(gpuroute.Images, []byte(b))
 	}
 	mean /= float64(len(speedMix))
 	rate := 0.8 * 2.75 / (mean * perUnit.Seconds()) // requests per second

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 func pool(tb testing.TB, n int) []*balancer.Upstream {
@@ -157,7 +158,7 @@ func TestEstimate(t *testing.T) {
 		{"/upscale", `{}`, 4},
 		{"/extend_prompt", `{}`, 0.3},
 	} {
-		require.InDelta(t, tc.want, balancer.Estimate(tc.path, []byte(tc.body)), 1e-9, tc.body)
+		require.InDelta(t, tc.want, balancer.Estimate(gpuroute.Lookup("POST", tc.path), []byte(tc.body)), 1e-9, tc.body)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 // simJob is one request in the simulation.
@@ -45,7 +46,7 @@ func arrivals(tb testing.TB, n int, load float64, speeds []float64, seed uint64)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var works []float64
 	for _, b := range simBodies {
-		w := balancer.Estimate(b.path, []byte(b.body))
+		w := balancer.Estimate(gpuroute.Lookup("POST", b.path), []byte(b.body))
 		require.Positive(tb, w)
 		for range b.weight {
 			works = append(works, w)

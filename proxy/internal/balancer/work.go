@@ -5,49 +5,20 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
-// A work unit is the cost of one Text to Image request with 1 sample, 25
-// steps at 512×512 pixels; on the reference GPU it takes about a second.
-// Speeds are learned per host in seconds per unit, so the absolute scale
-// only matters for the prior (DefaultSecPerUnit).
+// Bounds of the request fields in an estimate, and gpusvc's defaults for
+// fields a body leaves out. Costs and the unit are gpuroute's.
 const (
-	refSteps  = 25
-	refPixels = 512 * 512
-
-	// defaultSamples is gpusvc's samples when a body leaves it out.
 	defaultSamples = 1
+	defaultSide    = 768
 
 	maxSamples = 16
 	maxSteps   = 150
 	maxSide    = 2048
 )
-
-// modeCost is the per-mode multiplier of the samples × steps × pixels
-// product, for the legacy inference_mode values of POST /images.
-var modeCost = map[string]float64{
-	"text to image":           1.0,
-	"image to image":          1.0, // times strength (the denoised fraction)
-	"pix to pix":              1.2,
-	"controlnet outlines":     1.3,
-	"controlnet depth":        1.5,
-	"controlnet segmentation": 1.5,
-	"mask":                    1.1,
-}
-
-// routeCost is the fixed cost of the GPU routes whose work does not depend
-// on request fields.
-var routeCost = map[string]float64{
-	"/extend_prompt": 0.3,
-	"/interrogate":   0.5,
-	"/mask":          0.5,
-	"/upscale":       4.0,
-	// POST /v1/images/generations only queues a job (202); a River worker
-	// on any host does the work later.
-	"/v1/images/generations": 0.05,
-	// GET /models reads the registry; no GPU work.
-	"/models": 0.01,
-}
 
 // imageRequest holds the few fields of a generation body the estimate needs
 // (filled by scan).
@@ -75,12 +46,13 @@ func (f *flexNum) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Estimate returns the work units of a GPU request to path with the given
-// JSON body. Unknown routes, malformed bodies and missing fields fall back to
-// gpusvc's defaults (1 sample, 25 steps, 768×768), and
-// every factor is clamped, so a request cannot claim unbounded work.
-func Estimate(path string, body []byte) float64 {
-	return EstimatePrefix(path, body, true)
+// Estimate returns the work units of a request to the GPU route r with the
+// given JSON body: the route's fixed cost, or for POST /images the cost of
+// its fields. Malformed bodies and missing fields fall back to gpusvc's
+// defaults (1 sample, 25 steps, 768×768), and every factor is clamped, so a
+// request cannot claim unbounded work.
+func Estimate(r gpuroute.Route, body []byte) float64 {
+	return EstimatePrefix(r, body, true)
 }
 
 // EstimatePrefix is Estimate for a body of which only prefix is known
@@ -89,8 +61,8 @@ func Estimate(path string, body []byte) float64 {
 // at the end of prefix; a value that reaches the end of an incomplete prefix
 // may be cut short and is ignored. Fields not seen (for example those after a
 // large base_64 image) take their defaults. It never reads past prefix.
-func EstimatePrefix(path string, prefix []byte, complete bool) float64 {
-	if c, ok := routeCost[path]; ok {
+func EstimatePrefix(route gpuroute.Route, prefix []byte, complete bool) float64 {
+	if c := route.FixedCost(); c > 0 {
 		return c
 	}
 	var r imageRequest
@@ -104,7 +76,7 @@ func EstimatePrefix(path string, prefix []byte, complete bool) float64 {
 	}
 	steps := float64(r.Steps)
 	if steps == 0 {
-		steps = refSteps
+		steps = gpuroute.RefSteps
 	}
 	w, h := float64(r.Width), float64(r.Height)
 	if w == 0 || h == 0 {
@@ -114,30 +86,26 @@ func EstimatePrefix(path string, prefix []byte, complete bool) float64 {
 		w, h = parseSize(r.Size, 'x')
 	}
 	if w == 0 || h == 0 {
-		w, h = 768, 768
+		w, h = defaultSide, defaultSide
 	}
-	cost := 1.0
-	switch mode := strings.ToLower(r.Mode); {
-	case mode == "":
-	case modeCost[mode] > 0:
-		cost = modeCost[mode]
-		switch mode {
-		case "image to image":
-			s := clamp(float64(r.Strength), 0.1, 1)
-			if r.Strength == 0 {
-				s = 0.5
-			}
-			cost *= s
-		case "controlnet outlines", "controlnet depth", "controlnet segmentation":
-			samples = 1
-		case "mask":
-			samples, steps = 1, refSteps
+	// An unknown mode is estimated as Text to Image; gpusvc will reject it
+	// quickly.
+	mode, _ := gpuroute.ParseMode(r.Mode)
+	strength := float64(r.Strength)
+	switch mode {
+	case gpuroute.ModeImg2Img:
+		if r.Strength == 0 {
+			strength = 0.5
 		}
+	case gpuroute.ModeOutlines, gpuroute.ModeDepth, gpuroute.ModeSegmentation:
+		samples = 1
+	case gpuroute.ModeMask:
+		samples, steps = 1, gpuroute.RefSteps
 	}
 	samples = clamp(samples, 1, maxSamples)
 	steps = clamp(steps, 1, maxSteps)
 	w, h = clamp(w, 64, maxSide), clamp(h, 64, maxSide)
-	return cost * samples * steps / refSteps * w * h / refPixels
+	return gpuroute.Units(mode, samples, steps, w, h, strength)
 }
 
 // scan fills r from the top-level fields of the JSON object in body, in

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 func TestEstimatePrefix(t *testing.T) {
@@ -35,7 +36,7 @@ func TestEstimatePrefix(t *testing.T) {
 		{"empty", "/images", ``, true, 1 * 2.25},
 		{"fixed-cost route ignores the body", "/upscale", `{"base_64":"` + big[:10], false, 4},
 	} {
-		got := balancer.EstimatePrefix(tc.path, []byte(tc.prefix), tc.complete)
+		got := balancer.EstimatePrefix(gpuroute.Lookup("POST", tc.path), []byte(tc.prefix), tc.complete)
 		require.InDelta(t, tc.want, got, 1e-9, tc.name)
 	}
 }

@@ -1,7 +1,8 @@
 // Package edge protects the proxy's data path before a request is forwarded:
-// CORS (the proxy owns it for every response), the legacy challenge-token
-// check, per-IP and global rate limits counted in Redis (so proxy replicas
-// share them), and a cap on concurrent client connections.
+// the shared edge policy (shared/edgepolicy: CORS, which the proxy owns for
+// every response, and the legacy challenge-token check), per-IP and global
+// rate limits counted in Redis (so proxy replicas share them), and a cap on
+// concurrent client connections.
 //
 // A rate-limit check is one Redis round trip per request and limit, with a
 // context bounded by a short timeout (past it the request goes through, as
@@ -16,37 +17,24 @@ package edge
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/edgepolicy"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
-
-// ChallengeHeader is the legacy shared-secret header, in canonical form so
-// that the header map is indexed without canonicalising per request.
-const ChallengeHeader = "Challenge-Token"
-
-// challengeBody is the 401 body: the legacy API's JSON message (the old
-// proxy answered plain text; every error here is JSON).
-var challengeBody = []byte(`{"message":"` + auth.MsgChallengeInvalid + `"}` + "\n")
-
-// exposed are the response headers browsers may read.
-const exposed = "X-Image-Id, X-Image-Ids, X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 
 // Config holds the edge settings.
 type Config struct {
 	// ChallengeTokens are the accepted challenge-token values; empty
-	// strings are ignored. With none, the check is off.
+	// strings are ignored. With none, every request that needs a token is
+	// refused (edgepolicy: fail closed).
 	ChallengeTokens []string
 	// ChallengeExempt are path prefixes served without the token: pages
 	// opened from emails (/verify/, /reset/) cannot send a header.
@@ -72,12 +60,12 @@ const maxDenied = 10000
 // Guard is the edge middleware in front of the forwarding handler. It is
 // safe for concurrent use.
 type Guard struct {
-	cfg     Config
-	tokens  [][sha256.Size]byte
-	limiter *ratelimit.Limiter
-	next    http.Handler
-	log     *zap.Logger
-	now     func() time.Time
+	cfg       Config
+	challenge *edgepolicy.Challenge
+	limiter   *ratelimit.Limiter
+	next      http.Handler
+	log       *zap.Logger
+	now       func() time.Time
 
 	deniedMu sync.RWMutex
 	denied   map[string]ratelimit.Result // over-limit keys until their Reset
@@ -86,14 +74,12 @@ type Guard struct {
 // NewGuard returns a guard passing accepted requests to next. limiter may be
 // nil when both rate limits are off.
 func NewGuard(cfg Config, limiter *ratelimit.Limiter, next http.Handler, log *zap.Logger) *Guard {
-	g := &Guard{cfg: cfg, limiter: limiter, next: next, log: log, now: time.Now, denied: map[string]ratelimit.Result{}}
+	g := &Guard{
+		cfg: cfg, challenge: edgepolicy.NewChallenge(cfg.ChallengeTokens, cfg.ChallengeExempt...),
+		limiter: limiter, next: next, log: log, now: time.Now, denied: map[string]ratelimit.Result{},
+	}
 	if g.cfg.RateLimitTimeout <= 0 {
 		g.cfg.RateLimitTimeout = 100 * time.Millisecond
-	}
-	for _, t := range cfg.ChallengeTokens {
-		if t != "" {
-			g.tokens = append(g.tokens, sha256.Sum256([]byte(t)))
-		}
 	}
 	if limiter == nil {
 		g.cfg.RateLimitIP, g.cfg.RateLimitGlobal = 0, 0
@@ -101,69 +87,21 @@ func NewGuard(cfg Config, limiter *ratelimit.Limiter, next http.Handler, log *za
 	return g
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: CORS (a preflight is answered here,
+// without the token, as the legacy proxy did), the challenge token, the
+// rate limits, then next.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	if origin := r.Header.Get("Origin"); origin != "" {
-		h["Vary"] = []string{"Origin"}
-		h["Access-Control-Allow-Origin"] = []string{origin}
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			// Preflight is answered here, without the token (legacy).
-			h.Add("Vary", "Access-Control-Request-Method")
-			h.Add("Vary", "Access-Control-Request-Headers")
-			h.Set("Access-Control-Allow-Methods", "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT")
-			if rh := r.Header.Get("Access-Control-Request-Headers"); rh != "" {
-				h.Set("Access-Control-Allow-Headers", rh)
-			}
-			h.Set("Access-Control-Max-Age", "600")
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		h["Access-Control-Expose-Headers"] = []string{exposed}
+	if edgepolicy.CORS(w, r) {
+		return
 	}
-	if !g.CheckChallenge(r) {
-		WriteChallengeFailure(w)
+	if !g.challenge.Allows(r) {
+		edgepolicy.WriteChallengeFailure(w)
 		return
 	}
 	if !g.allow(w, r) {
 		return
 	}
 	g.next.ServeHTTP(w, r)
-}
-
-// WriteChallengeFailure answers 401 with the legacy API's JSON body
-// {"message": "challenge-token header missing / invalid"}.
-func WriteChallengeFailure(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusUnauthorized)
-	_, _ = w.Write(challengeBody)
-}
-
-// CheckChallenge reports whether r carries an accepted challenge token (or
-// needs none). Tokens are compared as SHA-256 digests in constant time, and
-// every accepted token is compared, so timing reveals nothing.
-func (g *Guard) CheckChallenge(r *http.Request) bool {
-	if len(g.tokens) == 0 {
-		return true
-	}
-	for _, p := range g.cfg.ChallengeExempt {
-		if strings.HasPrefix(r.URL.Path, p) {
-			return true
-		}
-	}
-	var v string
-	if vs := r.Header[ChallengeHeader]; len(vs) > 0 {
-		v = vs[0]
-	}
-	if v == "" {
-		return false
-	}
-	got := sha256.Sum256([]byte(v))
-	ok := 0
-	for i := range g.tokens {
-		ok |= subtle.ConstantTimeCompare(got[:], g.tokens[i][:])
-	}
-	return ok == 1
 }
 
 // allow applies the rate limits; over a limit it answers 429 and returns

@@ -54,6 +54,22 @@ func TestChallenge(t *testing.T) {
 	}
 }
 
+// TestNoTokenConfiguredRefuses: a guard built without any challenge token
+// fails closed, as every other check of the token does (it used to let
+// every request through).
+func TestNoTokenConfiguredRefuses(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	g := edge.NewGuard(edge.Config{ChallengeExempt: []string{"/verify/"}}, nil, ok, zaptest.NewLogger(t))
+	for path, want := range map[string]int{"/users/1": http.StatusUnauthorized, "/verify/abc": http.StatusNoContent} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("challenge-token", "anything")
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, req)
+		require.Equal(t, want, w.Code, path)
+	}
+}
+
 func TestLimitListener(t *testing.T) {
 	t.Parallel()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
@@ -98,11 +114,12 @@ func TestRateLimitRemembersDenials(t *testing.T) {
 	rc, prefix := dbtest.Redis(t)
 	limiter := ratelimit.New(rc, prefix, ratelimit.Options{})
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	g := edge.NewGuard(edge.Config{RateLimitIP: 2}, limiter, ok, zaptest.NewLogger(t))
+	g := edge.NewGuard(edge.Config{ChallengeTokens: []string{"t"}, RateLimitIP: 2}, limiter, ok, zaptest.NewLogger(t))
 
 	var codes []int
 	for range 6 {
 		req := httptest.NewRequest("GET", "/users/1", nil)
+		req.Header.Set("challenge-token", "t")
 		req.RemoteAddr = "203.0.113.7:5000"
 		w := httptest.NewRecorder()
 		g.ServeHTTP(w, req)
@@ -130,6 +147,7 @@ func TestRateLimitRemembersDenials(t *testing.T) {
 
 	// Another client is not affected.
 	req := httptest.NewRequest("GET", "/users/1", nil)
+	req.Header.Set("challenge-token", "t")
 	req.RemoteAddr = "203.0.113.8:5000"
 	w := httptest.NewRecorder()
 	g.ServeHTTP(w, req)
@@ -158,9 +176,10 @@ func TestRateLimitFailsOpenOnSlowRedis(t *testing.T) {
 	t.Cleanup(func() { _ = rc.Close() })
 	limiter := ratelimit.New(rc, "x:", ratelimit.Options{})
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	g := edge.NewGuard(edge.Config{RateLimitIP: 1, RateLimitTimeout: 50 * time.Millisecond}, limiter, ok, zaptest.NewLogger(t))
+	g := edge.NewGuard(edge.Config{ChallengeTokens: []string{"t"}, RateLimitIP: 1, RateLimitTimeout: 50 * time.Millisecond}, limiter, ok, zaptest.NewLogger(t))
 	start := time.Now()
 	req := httptest.NewRequest("GET", "/users/1", nil)
+	req.Header.Set("challenge-token", "t")
 	w := httptest.NewRecorder()
 	g.ServeHTTP(w, req)
 	require.Equal(t, http.StatusNoContent, w.Code)

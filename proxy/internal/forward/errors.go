@@ -1,10 +1,10 @@
 package forward
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
+
+	"github.com/nounsai/sdserver/shared/edgepolicy"
 )
 
 // Public messages of the proxy's own error answers. The body shapes follow
@@ -32,7 +32,9 @@ func mustJSON(key, msg string) []byte {
 }
 
 // writeError answers the client with status and a JSON body: the canned
-// body for the status, or {"message": msg} when msg is set.
+// body for the status, or {"message": msg} when msg is set. A 413 is
+// followed by a lingering close (edgepolicy.Linger), so that a client
+// writing its whole body before reading gets to read it.
 func (p *Proxy) writeError(w http.ResponseWriter, st *request, status int, msg string) {
 	body := cannedBodies[status]
 	if msg != "" || body == nil {
@@ -48,25 +50,7 @@ func (p *Proxy) writeError(w http.ResponseWriter, st *request, status int, msg s
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	st.status = status
-}
-
-// validRequestID accepts client request IDs of 1 to 128 visible ASCII
-// characters.
-func validRequestID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
+	if status == http.StatusRequestEntityTooLarge {
+		edgepolicy.Linger(w, st.in, st.raw)
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// newRequestID returns 32 random hex characters.
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -3,8 +3,9 @@
 // httputil.ReverseProxy, retrying on another host only when the request
 // provably never reached a backend or is idempotent and replayable.
 //
-// GPU routes (POST /images, /extend_prompt, /interrogate, /upscale, /mask,
-// /v1/images/generations) go to the GPU pool. Only a bounded prefix of their
+// GPU routes (the table in shared/gpuroute: POST /images, /extend_prompt,
+// /interrogate, /upscale, /mask, /v1/images/generations and GET /models) go
+// to the GPU pool. Only a bounded prefix of their
 // bodies is held (to estimate their work); a body that fits in the prefix is
 // replayable, a longer one streams on like every other body, so memory does
 // not grow with body size. Every other request goes to the account pool with
@@ -36,50 +37,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/edgepolicy"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
-
-// Route classes a request can belong to; they index the metrics.
-const (
-	RouteAccount = iota
-	RouteImages
-	RouteExtendPrompt
-	RouteInterrogate
-	RouteUpscale
-	RouteMask
-	RouteGenerations
-	RouteModels
-	numRoutes
-)
-
-// routeNames are the metric label values of the route classes.
-var routeNames = [numRoutes]string{"account", "images", "extend_prompt", "interrogate", "upscale", "mask", "v1_images_generations", "models"}
-
-// Classify returns the route class of a request: one of the GPU routes for a
-// POST to a GPU path or GET /models (the model registry as a GPU host
-// serves it, with what its backends support), else RouteAccount.
-func Classify(method, path string) int {
-	if method == http.MethodGet && path == "/models" {
-		return RouteModels
-	}
-	if method != http.MethodPost {
-		return RouteAccount
-	}
-	switch path {
-	case "/images":
-		return RouteImages
-	case "/extend_prompt":
-		return RouteExtendPrompt
-	case "/interrogate":
-		return RouteInterrogate
-	case "/upscale":
-		return RouteUpscale
-	case "/mask":
-		return RouteMask
-	case "/v1/images/generations":
-		return RouteGenerations
-	}
-	return RouteAccount
-}
 
 // wantsStream reports whether r asks for a Server-Sent Events stream.
 // httputil.ReverseProxy flushes text/event-stream responses at once.
@@ -212,7 +172,7 @@ func NewTransport() *http.Transport {
 // Canonical header keys, so that header maps are indexed without
 // canonicalising per request.
 const (
-	hdrRequestID = "X-Request-Id"
+	hdrRequestID = edgepolicy.RequestIDHeader
 	hdrXFF       = "X-Forwarded-For"
 	hdrXFP       = "X-Forwarded-Proto"
 	hdrXFH       = "X-Forwarded-Host"
@@ -233,9 +193,11 @@ const (
 // request is the per-request state shared between ServeHTTP and the
 // ReverseProxy hooks, carried in the request context.
 type request struct {
-	route     int
+	route     gpuroute.Route
 	id        string
 	w         http.ResponseWriter
+	in        *http.Request // as received, for a lingering close
+	raw       io.Reader     // its own body (before any limit), idem
 	pool      *balancer.Pool
 	up        *balancer.Upstream
 	body      []byte // whole GPU body when it fit in the prefix; nil when streamed
@@ -274,24 +236,20 @@ func (r *request) val(i int) []string { return r.vals[i : i+1 : i+1] }
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
-	st := &request{route: Classify(r.Method, r.URL.Path), w: w, clientCtx: r.Context()}
+	st := &request{route: gpuroute.Lookup(r.Method, r.URL.Path), w: w, in: r, raw: r.Body, clientCtx: r.Context()}
 	_, st.corsOwned = w.Header()["Access-Control-Allow-Origin"]
-	if v := r.Header[hdrRequestID]; len(v) > 0 && validRequestID(v[0]) {
-		st.id = v[0]
-	} else {
-		st.id = newRequestID()
-	}
+	st.id = edgepolicy.RequestID(r.Header)
 	p.forwardedValues(r, st)
 
 	pool, sel, timeout := p.pools.Account, p.pools.AccountSelector, p.cfg.UpstreamTimeout
 	job := balancer.Job{}
-	if st.route != RouteAccount {
+	if st.route != gpuroute.None {
 		pool, sel, timeout = p.pools.GPU, p.pools.GPUSelector, p.cfg.GPUTimeout
 		prefix, ok := p.readPrefix(w, r, st)
 		if !ok {
 			return
 		}
-		job.Work = balancer.EstimatePrefix(r.URL.Path, prefix, st.body != nil)
+		job.Work = balancer.EstimatePrefix(st.route, prefix, st.body != nil)
 	} else if wantsStream(r) {
 		timeout = p.cfg.StreamTimeout
 	} else if r.ContentLength > p.cfg.BodyLimit {
@@ -391,7 +349,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 		// account routes carry secrets in it (/verify/<key>, reset keys).
 		if ce := p.access.Check(zap.InfoLevel, "request"); ce != nil {
 			ce.Write(zap.String("request_id", st.id), zap.String("method", out.Method),
-				zap.String("route", routeNames[st.route]), zap.String("upstream", up.Address),
+				zap.Stringer("route", st.route), zap.String("upstream", up.Address),
 				zap.Int("status", st.status), zap.Duration("latency", end.Sub(start)))
 		}
 	}()
@@ -399,17 +357,13 @@ func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, u
 }
 
 // learns reports whether the attempt st may teach its host's speed: only a
-// 2xx answer of a synchronous GPU route measures GPU work. An error answer
+// 2xx answer of a route that measures GPU work (gpuroute). An error answer
 // (400, 401, 402, 429, ...) comes back in milliseconds without any, and POST
 // /v1/images/generations only queues a job that a worker runs later,
 // anywhere; learning from either would make the host look far faster than
 // it is.
 func learns(st *request) bool {
-	switch st.route {
-	case RouteAccount, RouteGenerations, RouteModels:
-		return false
-	}
-	return !st.failure && st.status >= 200 && st.status < 300
+	return st.route.MeasuresWork() && !st.failure && st.status >= 200 && st.status < 300
 }
 
 // readPrefix reads the start of a GPU-route body, at most gpuPrefixSize

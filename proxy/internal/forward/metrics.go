@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 // Metrics holds the data path's Prometheus metrics. A nil *Metrics records
@@ -17,14 +18,14 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	noHosts  [numRoutes]prometheus.Counter
-	retries  [numRoutes]prometheus.Counter
+	noHosts  [gpuroute.Count]prometheus.Counter
+	retries  [gpuroute.Count]prometheus.Counter
 
 	hosts sync.Map // *balancer.Upstream → *hostSeries
 }
 
 // hostSeries are the resolved series of one host, by route.
-type hostSeries [numRoutes]atomic.Pointer[series]
+type hostSeries [gpuroute.Count]atomic.Pointer[series]
 
 // series are the resolved metrics of one (host, route).
 type series struct {
@@ -67,15 +68,15 @@ func NewMetrics(reg prometheus.Registerer, pools ...*balancer.Pool) *Metrics {
 		Name: "proxy_upstream_retries_total",
 		Help: "Requests retried on another host, by route.",
 	}, []string{"route"})
-	for i, name := range routeNames {
-		m.noHosts[i] = noHosts.WithLabelValues(name)
-		m.retries[i] = retries.WithLabelValues(name)
+	for r := range gpuroute.Count {
+		m.noHosts[r] = noHosts.WithLabelValues(r.String())
+		m.retries[r] = retries.WithLabelValues(r.String())
 	}
 	reg.MustRegister(m.requests, m.duration, noHosts, retries, &upstreamCollector{pools: pools})
 	return m
 }
 
-func (m *Metrics) observe(up *balancer.Upstream, route, status int, d time.Duration) {
+func (m *Metrics) observe(up *balancer.Upstream, route gpuroute.Route, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -86,9 +87,9 @@ func (m *Metrics) observe(up *balancer.Upstream, route, status int, d time.Durat
 	slot := &v.(*hostSeries)[route]
 	s := slot.Load()
 	if s == nil {
-		s = &series{duration: m.duration.WithLabelValues(routeNames[route], up.Address)}
+		s = &series{duration: m.duration.WithLabelValues(route.String(), up.Address)}
 		for i, c := range codeClasses {
-			s.codes[i] = m.requests.WithLabelValues(routeNames[route], up.Address, c)
+			s.codes[i] = m.requests.WithLabelValues(route.String(), up.Address, c)
 		}
 		if !slot.CompareAndSwap(nil, s) {
 			s = slot.Load()
@@ -98,13 +99,13 @@ func (m *Metrics) observe(up *balancer.Upstream, route, status int, d time.Durat
 	s.duration.Observe(d.Seconds())
 }
 
-func (m *Metrics) noHost(route int) {
+func (m *Metrics) noHost(route gpuroute.Route) {
 	if m != nil {
 		m.noHosts[route].Inc()
 	}
 }
 
-func (m *Metrics) retried(route int) {
+func (m *Metrics) retried(route gpuroute.Route) {
 	if m != nil {
 		m.retries[route].Inc()
 	}
