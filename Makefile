@@ -96,8 +96,9 @@ fmt: ## gofmt -w every module
 	@gofmt -w $(MODULES)
 
 .PHONY: lint
-lint: $(STATICCHECK) ## staticcheck every module
+lint: $(STATICCHECK) ## staticcheck every module, and one owner per table (scripts/check-table-owners.sh)
 	@$(call foreach_module,$(STATICCHECK) ./...)
+	@scripts/check-table-owners.sh
 
 $(STATICCHECK):
 	@echo "--- installing staticcheck $(STATICCHECK_VERSION) into $(@D)"

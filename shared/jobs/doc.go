@@ -8,6 +8,9 @@
 // inside gpusvc (gpusvc/internal/worker). A job is always enqueued in the
 // same transaction that sets the legacy state column (audio.state,
 // video_projects.state) to QUEUED, so no queued row is ever without its job.
+// Those rows belong to shared/library, whose functions this package calls
+// (in the caller's transaction) to read and mirror their state; this
+// package owns the jobs table and River's river_job (CountQueues).
 //
 // State machine: QUEUED → PROCESSING → COMPLETED | ERROR, and QUEUED or
 // PROCESSING → CANCELED. Terminal states never change again; every

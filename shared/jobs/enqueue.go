@@ -15,6 +15,7 @@ import (
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/library"
 )
 
 // The audio operations (the inference.Op values of gpusvc).
@@ -166,9 +167,7 @@ RETURNING `+jobColumns,
 // operation comes from the row's metadata; an operation no live worker
 // supports is a 501 "not supported by this backend".
 func (s *Store) OnAudioQueued(ctx context.Context, tx pgx.Tx, audioID int64) error {
-	var userID int64
-	var raw []byte
-	err := tx.QueryRow(ctx, `SELECT user_id, metadata FROM audio WHERE id = $1 FOR UPDATE`, audioID).Scan(&userID, &raw)
+	userID, raw, err := library.LockAudioForJob(ctx, tx, audioID)
 	if err != nil {
 		return fmt.Errorf("read audio %d to enqueue: %w", audioID, err)
 	}
@@ -203,9 +202,7 @@ func (s *Store) enqueueAudio(ctx context.Context, tx pgx.Tx, userID, audioID int
 // hook). Metadata the job cannot render is accepted here and fails in the
 // worker with its reason (legacy behaviour: queueing always succeeds).
 func (s *Store) OnProjectQueued(ctx context.Context, tx pgx.Tx, projectID int64) error {
-	var userID int64
-	var raw []byte
-	err := tx.QueryRow(ctx, `SELECT user_id, metadata FROM video_projects WHERE id = $1 FOR UPDATE`, projectID).Scan(&userID, &raw)
+	userID, raw, err := library.LockProjectForJob(ctx, tx, projectID)
 	if err != nil {
 		return fmt.Errorf("read video project %d to enqueue: %w", projectID, err)
 	}
@@ -230,53 +227,22 @@ func (s *Store) enqueueVideo(ctx context.Context, tx pgx.Tx, userID, projectID i
 // concurrently from every gpusvc: the active-job unique indexes make a
 // second adoption of the same row fail and roll back.
 func (s *Store) AdoptOrphans(ctx context.Context) (int, error) {
-	type orphan struct {
-		kind       Kind
-		id, userID int64
-		metadata   []byte
-	}
-	rows, err := s.pool.Query(ctx, `
-SELECT 'audio', a.id, a.user_id, a.metadata FROM audio a
-WHERE a.state = 'QUEUED' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.audio_id = a.id AND j.state IN ('QUEUED', 'PROCESSING'))
-UNION ALL
-SELECT 'video', p.id, p.user_id, p.metadata FROM video_projects p
-WHERE p.state = 'QUEUED' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.video_project_id = p.id AND j.state IN ('QUEUED', 'PROCESSING'))
-LIMIT 100`)
+	list, err := s.orphans(ctx, adoptBatch)
 	if err != nil {
-		return 0, fmt.Errorf("find orphaned queued rows: %w", err)
-	}
-	var list []orphan
-	for rows.Next() {
-		var o orphan
-		var kind string
-		if err := rows.Scan(&kind, &o.id, &o.userID, &o.metadata); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("find orphaned queued rows: %w", err)
-		}
-		o.kind = Kind(kind)
-		list = append(list, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("find orphaned queued rows: %w", err)
+		return 0, err
 	}
 	adopted := 0
 	for _, o := range list {
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var state *string
-			if o.kind == KindAudio {
-				err := tx.QueryRow(ctx, `SELECT state FROM audio WHERE id = $1 FOR UPDATE`, o.id).Scan(&state)
-				if err != nil || state == nil || *state != string(StateQueued) {
-					return errSkip
-				}
-				_, err = s.enqueueAudio(ctx, tx, o.userID, o.id, o.metadata, true)
-				return err
+			lock, enqueue := library.LockAudioState, s.enqueueAudio
+			if o.kind == KindVideo {
+				lock, enqueue = library.LockProjectState, s.enqueueVideo
 			}
-			err := tx.QueryRow(ctx, `SELECT state FROM video_projects WHERE id = $1 FOR UPDATE`, o.id).Scan(&state)
+			state, err := lock(ctx, tx, o.ID)
 			if err != nil || state == nil || *state != string(StateQueued) {
 				return errSkip
 			}
-			_, err = s.enqueueVideo(ctx, tx, o.userID, o.id, o.metadata, true)
+			_, err = enqueue(ctx, tx, o.UserID, o.ID, o.Metadata, true)
 			return err
 		})
 		switch {
@@ -284,10 +250,85 @@ LIMIT 100`)
 			adopted++
 		case errors.Is(err, errSkip), apperr.KindOf(err) == apperr.KindConflict:
 		default:
-			return adopted, fmt.Errorf("adopt %s %d: %w", o.kind, o.id, err)
+			return adopted, fmt.Errorf("adopt %s %d: %w", o.kind, o.ID, err)
 		}
 	}
 	return adopted, nil
+}
+
+// adoptBatch bounds the rows one AdoptOrphans call adopts; orphanPage is
+// how many queued rows it reads at a time while looking for them.
+const (
+	adoptBatch = 100
+	orphanPage = 500
+)
+
+// orphan is a QUEUED library row without an active job.
+type orphan struct {
+	kind Kind
+	library.QueuedRow
+}
+
+// orphans returns up to limit QUEUED audio rows, then video projects, that
+// have no QUEUED or PROCESSING job. The rows come from shared/library (the
+// owner of those tables), the active jobs from the jobs table.
+func (s *Store) orphans(ctx context.Context, limit int) ([]orphan, error) {
+	var out []orphan
+	for _, src := range []struct {
+		kind   Kind
+		column string
+		list   func(context.Context, db.Querier, int64, int) ([]library.QueuedRow, error)
+	}{
+		{KindAudio, "audio_id", library.QueuedAudio},
+		{KindVideo, "video_project_id", library.QueuedProjects},
+	} {
+		for after := int64(0); len(out) < limit; {
+			rows, err := src.list(ctx, s.pool, after, orphanPage)
+			if err != nil {
+				return nil, fmt.Errorf("find orphaned queued rows: %w", err)
+			}
+			if len(rows) == 0 {
+				break
+			}
+			ids := make([]int64, len(rows))
+			for i, r := range rows {
+				ids[i] = r.ID
+			}
+			active, err := s.activeFor(ctx, src.column, ids)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range rows {
+				if !active[r.ID] && len(out) < limit {
+					out = append(out, orphan{kind: src.kind, QueuedRow: r})
+				}
+			}
+			if len(rows) < orphanPage {
+				break
+			}
+			after = rows[len(rows)-1].ID
+		}
+	}
+	return out, nil
+}
+
+// activeFor returns which of ids have a QUEUED or PROCESSING job, by the
+// jobs column (audio_id or video_project_id) that names them.
+func (s *Store) activeFor(ctx context.Context, column string, ids []int64) (map[int64]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+column+` FROM jobs
+		WHERE `+column+` = ANY($1::bigint[]) AND state IN ('QUEUED', 'PROCESSING')`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("find active jobs by %s: %w", column, err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("find active jobs by %s: %w", column, err)
+	}
+	out := make(map[int64]bool, len(found))
+	for _, id := range found {
+		out[id] = true
+	}
+	return out, nil
 }
 
 var errSkip = errors.New("skip")

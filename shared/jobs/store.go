@@ -16,6 +16,7 @@ import (
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/library"
 )
 
 // ErrJobNotFound is the not-found error of the job routes.
@@ -222,13 +223,13 @@ func (s *Store) publish(ctx context.Context, j Job, typ string) {
 // setLegacyState mirrors a job state into the legacy row it works on.
 func setLegacyState(ctx context.Context, q db.Querier, j Job, st State) error {
 	if j.AudioID != 0 {
-		if _, err := q.Exec(ctx, `UPDATE audio SET state = $2 WHERE id = $1`, j.AudioID, string(st)); err != nil {
-			return fmt.Errorf("set audio %d %s: %w", j.AudioID, st, err)
+		if err := library.SetAudioState(ctx, q, j.AudioID, string(st)); err != nil {
+			return err
 		}
 	}
 	if j.VideoProjectID != 0 {
-		if _, err := q.Exec(ctx, `UPDATE video_projects SET state = $2 WHERE id = $1`, j.VideoProjectID, string(st)); err != nil {
-			return fmt.Errorf("set video project %d %s: %w", j.VideoProjectID, st, err)
+		if err := library.SetProjectState(ctx, q, j.VideoProjectID, string(st)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,8 +1,14 @@
-// Package library stores the rows of the user's image library together with
-// their objects in media storage. It is shared by accountsvc (uploads, the
-// gallery, the library routes) and gpusvc (generated images), so that there
-// is one implementation of "upload the objects, then insert the row",
-// per-user dedup by hash, and "delete the row, then its objects".
+// Package library owns the user's library tables: images, audio, videos,
+// links and video_projects. It is the only package with SQL for them
+// (`make lint` checks this); accountsvc (uploads, the gallery, the library
+// routes), gpusvc (generated images, the audio and video jobs) and
+// shared/jobs (the legacy state column) call its functions. Images are
+// stored together with their objects in media storage, so that there is
+// one implementation of "upload the objects, then insert the row",
+// per-user dedup by hash, and "delete the row, then its objects". The row
+// functions of the other tables take a Conn or db.Querier, so they run on
+// their own or inside the caller's transaction (a row set QUEUED and its
+// job commit together).
 //
 // Invariant: a row is inserted only after its objects were uploaded, and
 // objects are deleted only after their row is gone, so no row ever points
@@ -459,4 +465,48 @@ func MissingImageIDs(ctx context.Context, q db.Querier, userID int64, ids []int6
 		}
 	}
 	return missing, nil
+}
+
+// VisibleImageID reports whether image id is one userID may see (their own
+// or a public one); found is false when it is not.
+func VisibleImageID(ctx context.Context, q db.Querier, userID, id int64) (found bool, err error) {
+	var got int64
+	err = q.QueryRow(ctx, `SELECT id::bigint FROM images WHERE id = $1 AND (user_id = $2 OR is_public)`, id, userID).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check image %d for user %d: %w", id, userID, err)
+	}
+	return true, nil
+}
+
+// ImageIDByHash returns the id of an image userID may see whose stored
+// bytes have the hex SHA-256 hash: their own oldest, or failing that the
+// oldest public one; found is false when there is none.
+func ImageIDByHash(ctx context.Context, q db.Querier, userID int64, hash string) (id int64, found bool, err error) {
+	err = q.QueryRow(ctx, `SELECT id::bigint FROM images
+		WHERE hash = $2 AND (user_id = $1 OR is_public)
+		ORDER BY (user_id = $1) DESC, id LIMIT 1`, userID, hash).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("find image by hash for user %d: %w", userID, err)
+	}
+	return id, true, nil
+}
+
+// ImageCDNID returns the cdn_id of the user's image id ("" when the row
+// has none, very old rows), or ErrImageNotFound.
+func ImageCDNID(ctx context.Context, q db.Querier, userID, id int64) (string, error) {
+	var cdnID *string
+	err := q.QueryRow(ctx, `SELECT cdn_id FROM images WHERE id = $1 AND user_id = $2`, id, userID).Scan(&cdnID)
+	if err != nil {
+		return "", rowErr(err, ErrImageNotFound, fmt.Sprintf("read image %d of user %d", id, userID))
+	}
+	if cdnID == nil {
+		return "", nil
+	}
+	return *cdnID, nil
 }

@@ -48,8 +48,10 @@ type App struct {
 	reg   *prometheus.Registry
 
 	library *libraryapi.API
-	// jobs is the durable-job store (enqueue hooks, job routes).
-	jobs *jobs.Store
+	// jobs is the durable-job store (the library area enqueues into it,
+	// the job routes read it); events carries its progress events.
+	jobs   *jobs.Store
+	events *jobs.Events
 	// ledger is the credits ledger (grants at signup and for rewards go
 	// through it too).
 	ledger *credits.Ledger
@@ -92,6 +94,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a.revocations.OnError = func(err error) { log.Warn("token deny-list unavailable", zap.Error(err)) }
 	a.verifier = &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: a.revocations}
 	a.ledger = credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
+	if err := a.newJobs(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	if err := a.routes(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -99,12 +105,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	return a, nil
 }
 
-// routes registers every area's routes. Each area adds one call here.
+// routes registers every area's routes. Each area adds one call here; the
+// order does not matter (every dependency is built before, in New).
 func (a *App) routes(ctx context.Context) error {
-	_ = ctx
-	if err := a.routesJobs(); err != nil {
-		return err
-	}
+	a.routesJobs()
 	if err := a.routesLibrary(); err != nil {
 		return err
 	}
@@ -137,34 +141,11 @@ func (a *App) routesLibrary() error {
 		TrustedProxies:  a.cfg.TrustedProxies,
 		FFmpeg:          media.FFmpeg{FFmpeg: a.cfg.Library.FFmpeg, FFprobe: a.cfg.Library.FFprobe, Timeout: a.cfg.Library.FFmpegTimeout},
 		ImageLimits:     media.Limits{MaxWidth: side, MaxHeight: side},
-		OnAudioQueued:   a.jobs.OnAudioQueued,
-		OnProjectQueued: a.jobs.OnProjectQueued,
-		JobOf:           a.jobOf,
+		Jobs:            a.jobs,
 		Log:             a.log,
 	})
 	a.library.Register(a.echo)
 	return nil
-}
-
-// jobOf returns the public id of the newest job of an audio row
-// ("audio") or video project ("video_project").
-func (a *App) jobOf(ctx context.Context, kind string, id int64) (string, error) {
-	var (
-		j   jobs.Job
-		err error
-	)
-	switch kind {
-	case "audio":
-		j, err = a.jobs.ForAudio(ctx, id)
-	case "video_project":
-		j, err = a.jobs.ForVideoProject(ctx, id)
-	default:
-		return "", fmt.Errorf("job of unknown kind %q", kind)
-	}
-	if err != nil {
-		return "", err
-	}
-	return j.PublicID, nil
 }
 
 // adminGuard returns the guard of the admin routes: per-IP limits (kept in

@@ -11,30 +11,35 @@ import (
 	"github.com/nounsai/sdserver/shared/notify"
 )
 
-// routesJobs builds the durable-job store (whose hooks the library area
-// calls when it queues audio and video projects) and registers the job
-// routes: GET /v1/jobs/<id>, GET /v1/jobs/<id>/events, DELETE
-// /v1/jobs/<id>. In the local stack it also serves the fake Discord
-// webhook the video jobs post to.
-func (a *App) routesJobs() error {
-	log := a.log.Named("jobs")
+// newJobs builds the durable-job store, which the library area enqueues
+// into (in the transaction that queues an audio row or a video project)
+// and the job routes read.
+func (a *App) newJobs() error {
 	client, err := jobs.NewInsertClient(a.pool)
 	if err != nil {
 		return err
 	}
-	events := jobs.NewEvents(a.redis, a.cfg.RedisPrefix)
+	a.events = jobs.NewEvents(a.redis, a.cfg.RedisPrefix)
 	a.jobs = jobs.NewStore(jobs.Options{
 		Pool:     a.pool,
 		River:    client,
-		Events:   events,
+		Events:   a.events,
 		Ledger:   a.ledger,
 		Registry: jobs.NewRegistry(a.redis, a.cfg.RedisPrefix),
 		Config:   a.cfg.Jobs,
 		Log:      a.log,
 	})
+	return nil
+}
+
+// routesJobs registers the job routes: GET /v1/jobs/<id>, GET
+// /v1/jobs/<id>/events, DELETE /v1/jobs/<id>. In the local stack it also
+// serves the fake Discord webhook the video jobs post to.
+func (a *App) routesJobs() {
+	log := a.log.Named("jobs")
 	jobapi.New(jobapi.Options{
 		Store:    a.jobs,
-		Events:   events,
+		Events:   a.events,
 		Verifier: a.verifier,
 		Limiter:  a.limiter,
 		Log:      a.log,
@@ -44,5 +49,4 @@ func (a *App) routesJobs() error {
 		a.echo.POST("/dev/discord/webhook", echo.WrapHandler(http.HandlerFunc(rec.ServeHTTP)))
 		log.Info("fake discord webhook at /dev/discord/webhook", zap.String("dir", a.cfg.DevDiscordDir))
 	}
-	return nil
 }

@@ -10,8 +10,9 @@
 // (400 "Wrong user!" as legacy) and every query is scoped by the caller's
 // id, so another user's objects are simply not found (404).
 //
-// This package must never generate media or run jobs: rows it creates in
-// state QUEUED are handed to the job queue through the OnQueued hooks.
+// The rows live in shared/library, which holds all their SQL. This package
+// must never generate media or run jobs: rows it creates in state QUEUED
+// are handed to the job queue (Options.Jobs) in the same transaction.
 package libraryapi
 
 import (
@@ -24,18 +25,28 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/jobs"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/storage"
 )
 
-// QueuedFunc is called inside the transaction that puts a row into state
-// QUEUED (an audio row or a video project), after the state change and
-// before the commit; returning an error rolls the change back and fails
-// the request. The jobs area enqueues its job here, so that a row is QUEUED
-// if and only if its job exists.
-type QueuedFunc func(ctx context.Context, tx pgx.Tx, id int64) error
+// Queue is the job queue of the rows this API puts into state QUEUED (an
+// audio row or a video project); *jobs.Store implements it. The On…Queued
+// methods run inside the transaction that set the row QUEUED, after the
+// state change and before the commit, so that a row is QUEUED if and only
+// if its job exists; an error rolls the change back and fails the request.
+type Queue interface {
+	OnAudioQueued(ctx context.Context, tx pgx.Tx, audioID int64) error
+	OnProjectQueued(ctx context.Context, tx pgx.Tx, projectID int64) error
+	// ForAudio and ForVideoProject return the newest job of a row, so
+	// that the answers that queue work also name the job (GET
+	// /v1/jobs/<job_id>).
+	ForAudio(ctx context.Context, audioID int64) (jobs.Job, error)
+	ForVideoProject(ctx context.Context, projectID int64) (jobs.Job, error)
+}
 
 // Options are the dependencies of the API. Pool, Storage, Images, Verifier,
 // Limiter and Log are required.
@@ -56,13 +67,9 @@ type Options struct {
 	FFmpeg media.FFmpeg
 	// ImageLimits bound uploaded images; zero means media.DefaultLimits.
 	ImageLimits media.Limits
-	// OnAudioQueued and OnProjectQueued are the job-queue hooks; nil
-	// means no hook (the rows are left QUEUED for a poller).
-	OnAudioQueued, OnProjectQueued QueuedFunc
-	// JobOf, when set, returns the public id of the active job of a queued
-	// row (kind "audio" or "video_project"), so that the answers that queue
-	// work also name the job (GET /v1/jobs/<job_id>); "" when there is none.
-	JobOf func(ctx context.Context, kind string, id int64) (string, error)
+	// Jobs enqueues the jobs of queued rows; nil enqueues nothing (the
+	// rows are left QUEUED for jobs.Store.AdoptOrphans) and names no job.
+	Jobs Queue
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *zap.Logger
@@ -72,26 +79,30 @@ type Options struct {
 // lookup configured, none found, or the lookup failed: the id is a
 // convenience, the legacy state fields stay the contract).
 func (a *API) jobOf(ctx context.Context, kind string, id int64) string {
-	if a.opts.JobOf == nil {
+	if a.opts.Jobs == nil {
 		return ""
 	}
-	jid, err := a.opts.JobOf(ctx, kind, id)
+	var (
+		j   jobs.Job
+		err error
+	)
+	if kind == "audio" {
+		j, err = a.opts.Jobs.ForAudio(ctx, id)
+	} else {
+		j, err = a.opts.Jobs.ForVideoProject(ctx, id)
+	}
 	if err != nil {
 		a.log.Warn("job id lookup failed", zap.String("kind", kind), zap.Int64("id", id), zap.Error(err))
 		return ""
 	}
-	return jid
+	return j.PublicID
 }
 
 // API holds the handlers. Build it with New and register it with Register.
 type API struct {
-	opts     Options
-	log      *zap.Logger
-	audio    *audioStore
-	links    *linkStore
-	videos   *videoStore
-	projects *projectStore
-	cleanup  *cleaner
+	opts    Options
+	log     *zap.Logger
+	cleanup *cleaner
 }
 
 // New returns the API over opts.
@@ -105,16 +116,19 @@ func New(opts Options) *API {
 	log := opts.Log.Named("library")
 	cl := &cleaner{storage: opts.Storage, log: log}
 	return &API{
-		opts:     opts,
-		log:      log,
-		audio:    &audioStore{pool: opts.Pool, now: opts.Now, onQueued: opts.OnAudioQueued},
-		links:    &linkStore{pool: opts.Pool, now: opts.Now},
-		videos:   &videoStore{pool: opts.Pool, now: opts.Now},
-		projects: &projectStore{pool: opts.Pool, now: opts.Now, onQueued: opts.OnProjectQueued},
-		cleanup:  cl,
+		opts:    opts,
+		log:     log,
+		cleanup: cl,
 	}
 }
 
 // Wait blocks until background object deletions started by requests have
 // finished (call it at shutdown, after the HTTP server has drained).
 func (a *API) Wait() { a.cleanup.wg.Wait() }
+
+// listOn binds a library list function to q, for listUserRows.
+func listOn[T any](q db.Querier, f func(ctx context.Context, q db.Querier, userID int64, offset, limit int) ([]T, error)) listFunc[T] {
+	return func(ctx context.Context, userID int64, offset, limit int) ([]T, error) {
+		return f(ctx, q, userID, offset, limit)
+	}
+}

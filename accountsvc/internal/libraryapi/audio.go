@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/web"
 )
@@ -32,16 +33,16 @@ type audioRow struct {
 	UserID    int64           `json:"user_id"`
 }
 
-func toAudioRow(a audio) audioRow {
+func toAudioRow(a library.Audio) audioRow {
 	return audioRow{CDNID: a.CDNID, CreatedAt: epochMS(a.CreatedAt), ID: a.ID, Metadata: jsonOrNull(a.Metadata),
 		Name: a.Name, Size: a.Size, State: a.State, UpdatedAt: epochMS(a.UpdatedAt), UserID: a.UserID}
 }
 
 // createdAudio is the legacy {"id", "cdn_id"} answer, plus "job_id" (the
 // job that generates a queued row) when there is one.
-func (a *API) createdAudio(c echo.Context, row audio) error {
+func (a *API) createdAudio(c echo.Context, row library.Audio) error {
 	body := map[string]any{"id": row.ID, "cdn_id": row.CDNID}
-	if row.State != nil && *row.State == stateQueued {
+	if row.State != nil && *row.State == library.StateQueued {
 		if jid := a.jobOf(c.Request().Context(), "audio", row.ID); jid != "" {
 			body["job_id"] = jid
 		}
@@ -85,16 +86,16 @@ func (a *API) handleAudioCreate(c echo.Context) error {
 	ctx := c.Request().Context()
 	var melody any
 	if t := strings.TrimSpace(string(req.MelodyID)); t != "" && t != "null" {
-		id, ok := jsonInt(req.MelodyID)
+		id, ok := library.JSONID(req.MelodyID)
 		if !ok {
 			return apperr.Invalid("melody_id must be an audio id")
 		}
-		if _, err := a.audio.get(ctx, uid, id); err != nil {
+		if _, err := library.GetAudio(ctx, a.opts.Pool, uid, id); err != nil {
 			return err
 		}
 		melody = id
 	}
-	row, err := a.audio.create(ctx, a.opts.Storage, newAudio{UserID: uid, Name: "generated.mp3", State: stateQueued,
+	row, err := a.createAudio(ctx, newAudio{UserID: uid, Name: "generated.mp3", State: library.StateQueued,
 		Metadata: map[string]any{"prompt": text, "mode": "text to audio", "melody_id": melody}})
 	if err != nil {
 		return err
@@ -103,15 +104,15 @@ func (a *API) handleAudioCreate(c echo.Context) error {
 }
 
 // parentAudio reads {"id": N, ...} and returns the caller's audio N.
-func (a *API) parentAudio(c echo.Context, uid int64, raw json.RawMessage) (audio, error) {
-	id, ok := jsonInt(raw)
+func (a *API) parentAudio(c echo.Context, uid int64, raw json.RawMessage) (library.Audio, error) {
+	id, ok := library.JSONID(raw)
 	if !ok {
 		if len(raw) == 0 {
-			return audio{}, apperr.Invalid("id is required")
+			return library.Audio{}, apperr.Invalid("id is required")
 		}
-		return audio{}, errAudioNotFound
+		return library.Audio{}, library.ErrAudioNotFound
 	}
-	return a.audio.get(c.Request().Context(), uid, id)
+	return library.GetAudio(c.Request().Context(), a.opts.Pool, uid, id)
 }
 
 // handleAudioExtend serves POST /audio-extend {"id", "prompt"?}: a QUEUED
@@ -142,10 +143,10 @@ func (a *API) handleAudioExtend(c echo.Context) error {
 			Prompt string `json:"prompt"`
 		}
 		_ = json.Unmarshal(parent.Metadata, &pm)
-		prompt = truncate(pm.Prompt, maxPrompt)
+		prompt = library.Truncate(pm.Prompt, maxPrompt)
 	}
-	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid, Name: "extended-" + parent.Name,
-		State: stateQueued, Metadata: map[string]any{"prompt": prompt, "parent_id": parent.ID, "mode": "audio extend"}})
+	row, err := a.createAudio(c.Request().Context(), newAudio{UserID: uid, Name: "extended-" + parent.Name,
+		State: library.StateQueued, Metadata: map[string]any{"prompt": prompt, "parent_id": parent.ID, "mode": "audio extend"}})
 	if err != nil {
 		return err
 	}
@@ -169,8 +170,8 @@ func (a *API) handleAudioSplit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid,
-		Name: "queuedSplit" + strconv.FormatInt(parent.ID, 10) + ".mp3", State: stateQueued,
+	row, err := a.createAudio(c.Request().Context(), newAudio{UserID: uid,
+		Name: "queuedSplit" + strconv.FormatInt(parent.ID, 10) + ".mp3", State: library.StateQueued,
 		Metadata: map[string]any{"parent_id": parent.ID, "mode": "audio split"}})
 	if err != nil {
 		return err
@@ -194,7 +195,7 @@ func (a *API) handleAudioUpload(c echo.Context) error {
 	if _, err := media.SniffAudio(data); err != nil {
 		return err
 	}
-	row, err := a.audio.create(c.Request().Context(), a.opts.Storage, newAudio{UserID: uid,
+	row, err := a.createAudio(c.Request().Context(), newAudio{UserID: uid,
 		Name: media.SanitizeFilename(filename, "upload.mp3"), Size: int64(len(data)),
 		Metadata: map[string]any{}, Upload: data})
 	if err != nil {
@@ -205,33 +206,33 @@ func (a *API) handleAudioUpload(c echo.Context) error {
 
 // handleAudioList serves GET /users/<id>/audios, newest first, paged.
 func (a *API) handleAudioList(c echo.Context) error {
-	return listUserRows(c, a.audio.list, toAudioRow)
+	return listUserRows(c, listOn(a.opts.Pool, library.ListAudio), toAudioRow)
 }
 
 // handleAudioGet serves GET /users/<id>/audios/<audio_id> with `queue`
 // (absent for NULL and ERROR rows, as legacy).
 func (a *API) handleAudioGet(c echo.Context) error {
-	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
+	uid, id, err := pathUserID(c, "audio_id", library.ErrAudioNotFound)
 	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	row, err := a.audio.get(ctx, uid, id)
+	row, err := library.GetAudio(ctx, a.opts.Pool, uid, id)
 	if err != nil {
 		return err
 	}
 	out := toAudioRow(row)
 	if row.State != nil {
 		switch *row.State {
-		case stateQueued:
-			n, err := a.audio.queuePosition(ctx, row.ID)
+		case library.StateQueued:
+			n, err := library.AudioQueuePosition(ctx, a.opts.Pool, row.ID)
 			if err != nil {
 				return err
 			}
 			out.Queue = json.RawMessage(strconv.FormatInt(n, 10))
-		case stateProcessing:
+		case library.StateProcessing:
 			out.Queue = json.RawMessage("0")
-		case stateCompleted:
+		case library.StateCompleted:
 			out.Queue = json.RawMessage("null")
 		}
 	}
@@ -244,7 +245,7 @@ func (a *API) handleAudioGet(c echo.Context) error {
 // must not hold control characters (NUL cannot be stored). A QUEUED or
 // PROCESSING row is a 409: its job reads the row.
 func (a *API) handleAudioUpdate(c echo.Context) error {
-	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
+	uid, id, err := pathUserID(c, "audio_id", library.ErrAudioNotFound)
 	if err != nil {
 		return err
 	}
@@ -269,7 +270,7 @@ func (a *API) handleAudioUpdate(c echo.Context) error {
 			return err
 		}
 	}
-	if err := a.audio.update(c.Request().Context(), uid, id, name, meta); err != nil {
+	if err := library.UpdateAudio(c.Request().Context(), a.opts.Pool, uid, id, name, meta, a.opts.Now()); err != nil {
 		return err
 	}
 	return statusOK(c)
@@ -280,11 +281,11 @@ func (a *API) handleAudioUpdate(c echo.Context) error {
 // audio or one of those projects is QUEUED or PROCESSING it is a 409: the
 // job would upload to a key nothing deletes; cancel the job first.
 func (a *API) handleAudioDelete(c echo.Context) error {
-	uid, id, err := pathUserID(c, "audio_id", errAudioNotFound)
+	uid, id, err := pathUserID(c, "audio_id", library.ErrAudioNotFound)
 	if err != nil {
 		return err
 	}
-	objs, err := a.audio.delete(c.Request().Context(), uid, id)
+	objs, err := library.DeleteAudio(c.Request().Context(), a.opts.Pool, uid, id)
 	if err != nil {
 		return err
 	}

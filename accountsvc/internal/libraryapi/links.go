@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/nounsai/sdserver/shared/library"
 )
 
 // maxLinkMetadata bounds a link's metadata in bytes.
@@ -26,33 +28,33 @@ type linkRow struct {
 	UserID int64 `json:"user_id"`
 }
 
-func toSharedLinkRow(l link) sharedLinkRow {
+func toSharedLinkRow(l library.Link) sharedLinkRow {
 	return sharedLinkRow{CreatedAt: epochMS(l.CreatedAt), ID: l.ID, Metadata: jsonOrNull(l.Metadata),
 		ShareID: strOrNull(l.ShareID), UpdatedAt: epochMS(l.UpdatedAt)}
 }
 
-func toLinkRow(l link) linkRow {
+func toLinkRow(l library.Link) linkRow {
 	return linkRow{sharedLinkRow: toSharedLinkRow(l), UserID: l.UserID}
 }
 
 // pathLinkRef parses the :link_id path parameter, a legacy numeric id or a
 // share id, or returns the legacy 404.
-func pathLinkRef(c echo.Context) (linkRef, error) {
-	ref, ok := parseLinkRef(c.Param("link_id"))
+func pathLinkRef(c echo.Context) (library.LinkRef, error) {
+	ref, ok := library.ParseLinkRef(c.Param("link_id"))
 	if !ok {
-		return linkRef{}, errLinkNotFound
+		return library.LinkRef{}, library.ErrLinkNotFound
 	}
 	return ref, nil
 }
 
 // pathUserLink reads the path of /users/<user_id>/links/<link_id>: the
 // caller's id after the pathUser check, then the link reference.
-func pathUserLink(c echo.Context) (userID int64, ref linkRef, err error) {
+func pathUserLink(c echo.Context) (userID int64, ref library.LinkRef, err error) {
 	if userID, err = pathUser(c); err != nil {
-		return 0, linkRef{}, err
+		return 0, library.LinkRef{}, err
 	}
 	if ref, err = pathLinkRef(c); err != nil {
-		return 0, linkRef{}, err
+		return 0, library.LinkRef{}, err
 	}
 	return userID, ref, nil
 }
@@ -69,7 +71,7 @@ func (a *API) handleLinkCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := a.links.create(c.Request().Context(), uid, meta)
+	l, err := library.CreateLink(c.Request().Context(), a.opts.Pool, uid, meta, a.opts.Now())
 	if err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ func (a *API) handleLinkCreate(c echo.Context) error {
 
 // handleLinkList serves GET /users/<id>/links, newest first, paged.
 func (a *API) handleLinkList(c echo.Context) error {
-	return listUserRows(c, a.links.list, toLinkRow)
+	return listUserRows(c, listOn(a.opts.Pool, library.ListLinks), toLinkRow)
 }
 
 // handleLinkShared serves GET /links/<share_id> (challenge token only, no
@@ -89,7 +91,7 @@ func (a *API) handleLinkShared(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := a.links.shared(c.Request().Context(), ref)
+	l, err := library.SharedLink(c.Request().Context(), a.opts.Pool, ref)
 	if err != nil {
 		return err
 	}
@@ -106,7 +108,7 @@ func (a *API) handleLinkUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.links.update(c.Request().Context(), uid, ref, meta); err != nil {
+	if err := library.UpdateLink(c.Request().Context(), a.opts.Pool, uid, ref, meta, a.opts.Now()); err != nil {
 		return err
 	}
 	return statusOK(c)
@@ -119,7 +121,7 @@ func (a *API) handleLinkDelete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.links.delete(c.Request().Context(), uid, ref); err != nil {
+	if err := library.DeleteLink(c.Request().Context(), a.opts.Pool, uid, ref); err != nil {
 		return err
 	}
 	return statusOK(c)

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
@@ -28,14 +29,14 @@ type projectRow struct {
 	UserID     int64           `json:"user_id"`
 }
 
-func toProjectRow(p project) projectRow {
+func toProjectRow(p library.Project) projectRow {
 	return projectRow{AudioID: p.AudioID, CDNID: p.CDNID, CreatedAt: epochMS(p.CreatedAt), ID: p.ID,
 		Metadata: jsonOrNull(p.Metadata), State: p.State, UpdatedAt: epochMS(p.UpdatedAt), UserID: p.UserID}
 }
 
 // toProjectListRow is the list's shape: the row plus its audio's cdn_id
 // and name.
-func toProjectListRow(p project) projectRow {
+func toProjectListRow(p library.Project) projectRow {
 	r := toProjectRow(p)
 	r.AudioCDNID, r.AudioName = &p.AudioCDNID, &p.AudioName
 	return r
@@ -55,7 +56,7 @@ func (a *API) handleProjectCreate(c echo.Context) error {
 	if err := web.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	audioID, ok := jsonInt(req.AudioID)
+	audioID, ok := library.JSONID(req.AudioID)
 	if !ok {
 		return apperr.Invalid("audio_id must be an audio id")
 	}
@@ -63,7 +64,7 @@ func (a *API) handleProjectCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := a.projects.create(c.Request().Context(), uid, audioID, meta)
+	id, err := library.CreateProject(c.Request().Context(), a.opts.Pool, uid, audioID, meta, a.opts.Now())
 	if err != nil {
 		return err
 	}
@@ -73,16 +74,16 @@ func (a *API) handleProjectCreate(c echo.Context) error {
 // handleProjectList serves GET /users/<id>/video-projects, newest first,
 // paged, with the audio's cdn_id and name.
 func (a *API) handleProjectList(c echo.Context) error {
-	return listUserRows(c, a.projects.list, toProjectListRow)
+	return listUserRows(c, listOn(a.opts.Pool, library.ListProjects), toProjectListRow)
 }
 
 // handleProjectGet serves GET /users/<id>/video-projects/<project_id>.
 func (a *API) handleProjectGet(c echo.Context) error {
-	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
+	uid, id, err := pathUserID(c, "project_id", library.ErrProjectNotFound)
 	if err != nil {
 		return err
 	}
-	p, err := a.projects.get(c.Request().Context(), uid, id)
+	p, err := library.GetProject(c.Request().Context(), a.opts.Pool, uid, id)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (a *API) handleProjectGet(c echo.Context) error {
 // handleProjectUpdate serves PUT /users/<id>/video-projects/<project_id>
 // {"metadata"}; 409 while the project is QUEUED or PROCESSING.
 func (a *API) handleProjectUpdate(c echo.Context) error {
-	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
+	uid, id, err := pathUserID(c, "project_id", library.ErrProjectNotFound)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func (a *API) handleProjectUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.projects.update(c.Request().Context(), uid, id, meta); err != nil {
+	if err := library.UpdateProject(c.Request().Context(), a.opts.Pool, uid, id, meta, a.opts.Now()); err != nil {
 		return err
 	}
 	return statusOK(c)
@@ -110,11 +111,11 @@ func (a *API) handleProjectUpdate(c echo.Context) error {
 // (new): the row and its rendered video; 409 while the project is QUEUED
 // or PROCESSING (cancel its job first).
 func (a *API) handleProjectDelete(c echo.Context) error {
-	uid, id, err := pathUserID(c, "project_id", errProjectNotFound)
+	uid, id, err := pathUserID(c, "project_id", library.ErrProjectNotFound)
 	if err != nil {
 		return err
 	}
-	objs, err := a.projects.delete(c.Request().Context(), uid, id)
+	objs, err := library.DeleteProject(c.Request().Context(), a.opts.Pool, uid, id)
 	if err != nil {
 		return err
 	}
@@ -131,11 +132,11 @@ func (a *API) handleProjectQueue(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := pathID(c, "project_id", errProjectMissing)
+	id, err := pathID(c, "project_id", library.ErrProjectMissing)
 	if err != nil {
 		return err
 	}
-	old, err := a.projects.queue(c.Request().Context(), uid, id)
+	old, err := a.queueProject(c.Request().Context(), uid, id)
 	if err != nil {
 		return err
 	}

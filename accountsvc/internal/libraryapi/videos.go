@@ -31,7 +31,7 @@ type videoRow struct {
 	UserID          int64           `json:"user_id"`
 }
 
-func toVideoRow(v video) videoRow {
+func toVideoRow(v library.Video) videoRow {
 	return videoRow{CDNID: v.CDNID, CreatedAt: epochMS(v.CreatedAt), Duration: v.Duration, EndFrameCDNID: v.EndFrameCDNID,
 		EndFrameID: v.EndFrameID, ID: v.ID, Metadata: jsonOrNull(v.Metadata), Name: v.Name,
 		StartFrameCDNID: v.StartFrameCDNID, StartFrameID: v.StartFrameID, UpdatedAt: epochMS(v.UpdatedAt), UserID: v.UserID}
@@ -91,7 +91,7 @@ func (a *API) handleVideoUpload(c echo.Context) error {
 		return err
 	}
 	name := media.SanitizeFilename(filename, "upload.mp4")
-	v, err := a.videos.create(ctx, newVideo{UserID: uid, CDNID: cdnID, StartFrameID: frames[0].ID, EndFrameID: frames[1].ID,
+	v, err := library.InsertVideo(ctx, a.opts.Pool, library.NewVideo{UserID: uid, Now: a.opts.Now(), CDNID: cdnID, StartFrameID: frames[0].ID, EndFrameID: frames[1].ID,
 		StartFrameCDNID: frames[0].CDNID, EndFrameCDNID: frames[1].CDNID, Duration: duration, Name: name})
 	if err != nil {
 		undo()
@@ -106,17 +106,17 @@ func (a *API) handleVideoUpload(c echo.Context) error {
 
 // handleVideoList serves GET /users/<id>/videos, newest first, paged.
 func (a *API) handleVideoList(c echo.Context) error {
-	return listUserRows(c, a.videos.list, toVideoRow)
+	return listUserRows(c, listOn(a.opts.Pool, library.ListVideos), toVideoRow)
 }
 
 // handleVideoGet serves GET /users/<id>/videos/<video_id> (legacy C9/C10:
 // it always failed).
 func (a *API) handleVideoGet(c echo.Context) error {
-	uid, id, err := pathUserID(c, "video_id", errVideoNotFound)
+	uid, id, err := pathUserID(c, "video_id", library.ErrVideoNotFound)
 	if err != nil {
 		return err
 	}
-	v, err := a.videos.get(c.Request().Context(), uid, id)
+	v, err := library.GetVideo(c.Request().Context(), a.opts.Pool, uid, id)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (a *API) handleVideoGet(c echo.Context) error {
 
 // handleVideoUpdate serves PUT /users/<id>/videos/<video_id> {"metadata"}.
 func (a *API) handleVideoUpdate(c echo.Context) error {
-	uid, id, err := pathUserID(c, "video_id", errVideoNotFound)
+	uid, id, err := pathUserID(c, "video_id", library.ErrVideoNotFound)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (a *API) handleVideoUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.videos.update(c.Request().Context(), uid, id, meta); err != nil {
+	if err := library.UpdateVideo(c.Request().Context(), a.opts.Pool, uid, id, meta, a.opts.Now()); err != nil {
 		return err
 	}
 	return statusOK(c)
@@ -142,11 +142,11 @@ func (a *API) handleVideoUpdate(c echo.Context) error {
 // handleVideoDelete serves DELETE /users/<id>/videos/<video_id>: the
 // caller's row (legacy S5) and its clip.
 func (a *API) handleVideoDelete(c echo.Context) error {
-	uid, id, err := pathUserID(c, "video_id", errVideoNotFound)
+	uid, id, err := pathUserID(c, "video_id", library.ErrVideoNotFound)
 	if err != nil {
 		return err
 	}
-	objs, err := a.videos.delete(c.Request().Context(), uid, id)
+	objs, err := library.DeleteVideo(c.Request().Context(), a.opts.Pool, uid, id)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -254,21 +253,4 @@ func decodeMetadata(c echo.Context, max int) (json.RawMessage, error) {
 		return nil, err
 	}
 	return metadataJSON(req.Metadata, true, max)
-}
-
-// jsonInt reads a JSON number or numeric string as a positive id.
-func jsonInt(raw json.RawMessage) (int64, bool) {
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, false
-		}
-		n = json.Number(strings.TrimSpace(s))
-	}
-	v, err := strconv.ParseInt(n.String(), 10, 64)
-	if err != nil || v <= 0 || v > 1<<31-1 {
-		return 0, false
-	}
-	return v, true
 }

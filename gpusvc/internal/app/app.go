@@ -25,7 +25,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/nounsai/sdserver/gpusvc/internal/apihost"
 	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/httpapi"
@@ -36,6 +35,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/replicate"
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/gpusvc/internal/worker"
+	"github.com/nounsai/sdserver/shared/apihost"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
@@ -232,7 +232,7 @@ const drainGrace = 1500 * time.Millisecond
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	var reg *apihost.Registrar
 	if a.cfg.RegisterHost {
-		reg = apihost.New(a.pool, a.cfg.PublicURL)
+		reg = apihost.NewRegistrar(a.pool, a.cfg.PublicURL)
 		if err := reg.Register(ctx); err != nil {
 			_ = ln.Close()
 			return err

@@ -2,11 +2,11 @@ package generate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/nounsai/sdserver/shared/library"
 )
 
 // NoParent is the legacy parent_id of an image without a parent.
@@ -28,28 +28,23 @@ func NewParents(pool *pgxpool.Pool) *Parents { return &Parents{pool: pool} }
 // bytes ("" for Text to Image).
 func (p *Parents) Resolve(ctx context.Context, userID int64, requested *int64, inputHash string) (int64, error) {
 	if requested != nil && *requested > 0 {
-		var id int64
-		err := p.pool.QueryRow(ctx, `SELECT id::bigint FROM images WHERE id = $1 AND (user_id = $2 OR is_public)`,
-			*requested, userID).Scan(&id)
-		if err == nil {
-			return id, nil
+		ok, err := library.VisibleImageID(ctx, p.pool, userID, *requested)
+		if err != nil {
+			return 0, fmt.Errorf("check parent image: %w", err)
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, fmt.Errorf("check parent image %d for user %d: %w", *requested, userID, err)
+		if ok {
+			return *requested, nil
 		}
 	}
 	if inputHash == "" {
 		return NoParent, nil
 	}
-	var id int64
-	err := p.pool.QueryRow(ctx, `SELECT id::bigint FROM images
-		WHERE hash = $2 AND (user_id = $1 OR is_public)
-		ORDER BY (user_id = $1) DESC, id LIMIT 1`, userID, inputHash).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return NoParent, nil
-	}
+	id, ok, err := library.ImageIDByHash(ctx, p.pool, userID, inputHash)
 	if err != nil {
-		return 0, fmt.Errorf("find parent image by hash for user %d: %w", userID, err)
+		return 0, fmt.Errorf("find parent image: %w", err)
+	}
+	if !ok {
+		return NoParent, nil
 	}
 	return id, nil
 }

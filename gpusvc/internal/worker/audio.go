@@ -14,6 +14,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/storage"
 )
 
@@ -50,18 +51,14 @@ type audioRow struct {
 }
 
 func (r *Runner) loadAudio(ctx context.Context, id int64) (audioRow, error) {
-	var a audioRow
-	var meta []byte
-	err := r.opts.Pool.QueryRow(ctx, `SELECT id, user_id, name, cdn_id, metadata FROM audio WHERE id = $1`, id).
-		Scan(&a.ID, &a.UserID, &a.Name, &a.CDNID, &meta)
-	if errors.Is(err, pgx.ErrNoRows) {
+	a, err := library.LoadAudio(ctx, r.opts.Pool, id)
+	if errors.Is(err, library.ErrAudioNotFound) {
 		return audioRow{}, permanentf("audio %d not found", id)
 	}
 	if err != nil {
-		return audioRow{}, fmt.Errorf("read audio %d: %w", id, err)
+		return audioRow{}, err
 	}
-	a.Metadata = meta
-	return a, nil
+	return audioRow{ID: a.ID, UserID: a.UserID, Name: a.Name, CDNID: a.CDNID, Metadata: a.Metadata}, nil
 }
 
 // ownedAudio returns the user's audio row id and its bytes; another user's
@@ -203,14 +200,8 @@ func (r *Runner) finishSplit(ctx context.Context, x *run, row, parent audioRow, 
 		}
 		list := []entry{{row.ID, row.CDNID, stems[0].name}}
 		for _, s := range stems[1:] {
-			var id int64
-			err := tx.QueryRow(ctx, `SELECT id FROM audio WHERE user_id = $1 AND cdn_id = $2`, row.UserID, s.cdnID).Scan(&id)
-			if errors.Is(err, pgx.ErrNoRows) {
-				meta, _ := json.Marshal(map[string]any{"parent_id": parent.ID, "mode": "audio split", "split_main_id": row.ID})
-				err = tx.QueryRow(ctx, `
-INSERT INTO audio (user_id, name, cdn_id, size, metadata, state) VALUES ($1, $2, $3, $4, $5::json, 'COMPLETED') RETURNING id`,
-					row.UserID, truncate(s.name+":::"+parent.Name, 256), s.cdnID, s.size, string(meta)).Scan(&id)
-			}
+			meta, _ := json.Marshal(map[string]any{"parent_id": parent.ID, "mode": "audio split", "split_main_id": row.ID})
+			id, err := library.EnsureAudioStem(ctx, tx, row.UserID, s.cdnID, truncate(s.name+":::"+parent.Name, 256), s.size, meta)
 			if err != nil {
 				return fmt.Errorf("store stem %s of audio %d: %w", s.name, row.ID, err)
 			}
@@ -240,24 +231,7 @@ func (s *splitResult) MarshalJSON() ([]byte, error) {
 // updateAudioRow writes a finished audio row's size, optional name and
 // metadata changes (merged into the legacy JSON object).
 func updateAudioRow(ctx context.Context, tx pgx.Tx, id int64, name *string, size int, changes map[string]any) error {
-	var raw []byte
-	if err := tx.QueryRow(ctx, `SELECT metadata FROM audio WHERE id = $1 FOR UPDATE`, id).Scan(&raw); err != nil {
-		return fmt.Errorf("read audio %d: %w", id, err)
-	}
-	meta := map[string]any{}
-	_ = json.Unmarshal(raw, &meta)
-	for k, v := range changes {
-		meta[k] = v
-	}
-	b, err := json.Marshal(meta)
-	if err != nil {
-		return fmt.Errorf("encode audio %d metadata: %w", id, err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE audio SET size = $2, metadata = $3::json, name = COALESCE($4, name) WHERE id = $1`,
-		id, size, string(b), name); err != nil {
-		return fmt.Errorf("update audio %d: %w", id, err)
-	}
-	return nil
+	return library.FinishAudio(ctx, tx, id, name, size, changes)
 }
 
 func truncate(s string, n int) string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nounsai/sdserver/shared/email"
 	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/notify"
 )
 
@@ -113,11 +114,11 @@ func (r *Runner) userEmail(ctx context.Context, userID int64) (string, error) {
 
 // videoLength is the length the project's timestamps imply.
 func (r *Runner) videoLength(ctx context.Context, j jobs.Job) time.Duration {
-	var raw []byte
-	if err := r.opts.Pool.QueryRow(ctx, `SELECT metadata FROM video_projects WHERE id = $1`, j.VideoProjectID).Scan(&raw); err != nil {
+	p, err := library.LoadProject(ctx, r.opts.Pool, j.VideoProjectID)
+	if err != nil {
 		return 0
 	}
-	plan, err := jobs.PlanVideo(raw, r.cfg.Jobs.VideoFPS, r.cfg.Jobs.VideoMaxDuration)
+	plan, err := jobs.PlanVideo(p.Metadata, r.cfg.Jobs.VideoFPS, r.cfg.Jobs.VideoMaxDuration)
 	if err != nil {
 		return 0
 	}

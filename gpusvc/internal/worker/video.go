@@ -20,6 +20,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/storage"
 )
@@ -53,17 +54,14 @@ func (w *videoWorker) Work(ctx context.Context, job *river.Job[jobs.VideoArgs]) 
 // project's audio from the first timestamp, uploaded to the project's
 // fixed key before the state becomes COMPLETED (legacy C19).
 func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(context.Context, pgx.Tx, jobs.Job) error, error) {
-	var userID, audioID int64
-	var cdnID *string
-	var raw []byte
-	err := r.opts.Pool.QueryRow(ctx, `SELECT user_id, audio_id, metadata, cdn_id FROM video_projects WHERE id = $1`,
-		x.job.VideoProjectID).Scan(&userID, &audioID, &raw, &cdnID)
-	if errors.Is(err, pgx.ErrNoRows) {
+	project, err := library.LoadProject(ctx, r.opts.Pool, x.job.VideoProjectID)
+	if errors.Is(err, library.ErrProjectNotFound) {
 		return jobs.Outcome{}, nil, permanentf("video project %d not found", x.job.VideoProjectID)
 	}
 	if err != nil {
-		return jobs.Outcome{}, nil, fmt.Errorf("read video project %d: %w", x.job.VideoProjectID, err)
+		return jobs.Outcome{}, nil, err
 	}
+	userID, audioID, raw, cdnID := project.UserID, project.AudioID, project.Metadata, project.CDNID
 	if cdnID == nil || !storage.ValidKey(*cdnID) {
 		return jobs.Outcome{}, nil, permanentf("the video project has no cdn_id")
 	}
@@ -184,15 +182,14 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 
 // keyframe loads the user's image id (owner checked, legacy S6).
 func (r *Runner) keyframe(ctx context.Context, userID, id int64) (image.Image, error) {
-	var cdnID *string
-	err := r.opts.Pool.QueryRow(ctx, `SELECT cdn_id FROM images WHERE id = $1 AND user_id = $2`, id, userID).Scan(&cdnID)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (cdnID == nil || *cdnID == "")) {
+	cdnID, err := library.ImageCDNID(ctx, r.opts.Pool, userID, id)
+	if errors.Is(err, library.ErrImageNotFound) || (err == nil && cdnID == "") {
 		return nil, permanentf("image %d not found", id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read image %d: %w", id, err)
+		return nil, err
 	}
-	data, err := r.opts.Storage.Get(ctx, storage.KindImage, storage.ImageKey(userID, *cdnID))
+	data, err := r.opts.Storage.Get(ctx, storage.KindImage, storage.ImageKey(userID, cdnID))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, permanentf("image %d has no stored file", id)
 	}

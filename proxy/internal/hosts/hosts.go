@@ -6,7 +6,7 @@
 // A host keeps its *balancer.Upstream (and so its learned speed and health)
 // across reloads while its address stays in the table. A deleted host is
 // marked removed: it gets no new requests, and requests already on it
-// finish. This package must never write to api_hosts.
+// finish. The table's SQL lives in shared/apihost; this package only reads.
 package hosts
 
 import (
@@ -23,19 +23,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/apihost"
 )
 
-// Channel is the NOTIFY channel the api_hosts trigger signals.
-const Channel = "api_hosts_changed"
-
 // Row is one api_hosts row.
-type Row struct {
-	ID       int64
-	Address  string
-	Enabled  bool
-	Weight   float64
-	Draining bool
-}
+type Row = apihost.Row
 
 // Registry loads api_hosts into a balancer.Pool. Its methods are safe for
 // concurrent use.
@@ -63,36 +55,12 @@ func NewRegistry(db *pgxpool.Pool, pool *balancer.Pool, log *zap.Logger) *Regist
 		byAddr:  map[string]*balancer.Upstream{},
 		invalid: map[string]bool{},
 	}
-	r.list = func(ctx context.Context) ([]Row, error) { return list(ctx, r.db) }
+	r.list = func(ctx context.Context) ([]Row, error) { return apihost.List(ctx, r.db) }
 	return r
 }
 
 // Pool returns the pool the registry maintains.
 func (r *Registry) Pool() *balancer.Pool { return r.pool }
-
-// list returns every api_hosts row in id order.
-func list(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) ([]Row, error) {
-	rows, err := q.Query(ctx, `
-		SELECT id, address, enabled, weight, draining
-		FROM api_hosts
-		ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list api_hosts: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Row, error) {
-		var h Row
-		var w float32
-		err := row.Scan(&h.ID, &h.Address, &h.Enabled, &w, &h.Draining)
-		h.Weight = float64(w)
-		return h, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list api_hosts: %w", err)
-	}
-	return out, nil
-}
 
 // Reload reads api_hosts and applies it to the pool at once. It returns the
 // hosts now in the pool. Concurrent reloads (a NOTIFY, the safety net,
@@ -171,7 +139,7 @@ func ParseAddress(address string) (*url.URL, error) {
 }
 
 // Run keeps the pool in step with api_hosts until ctx ends: it loads the
-// table, LISTENs on Channel and reloads on each notification, and also every
+// table, LISTENs on apihost.Channel and reloads on each notification, and also every
 // interval (the safety net for lost notifications). When the listening
 // connection fails it reconnects with back-off and reloads, since changes may
 // have been missed. It returns nil when ctx ends.
@@ -210,8 +178,8 @@ func (r *Registry) listen(ctx context.Context, interval time.Duration) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("listen %s: %w", Channel, err)
+	if err := apihost.Listen(ctx, conn); err != nil {
+		return err
 	}
 	r.log.Info("listening for api host changes", zap.Uint32("backend_pid", conn.PgConn().PID()))
 	// Load after LISTEN so no change between the two is missed.

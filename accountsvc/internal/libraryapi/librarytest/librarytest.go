@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ import (
 	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/jobs"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/proctest"
@@ -64,8 +66,10 @@ type Options struct {
 	RateLimits bool
 	// BodyLimit is the request body limit; 0 means the legacy 5 MiB.
 	BodyLimit int64
-	// OnAudioQueued and OnProjectQueued are passed to the API.
-	OnAudioQueued, OnProjectQueued libraryapi.QueuedFunc
+	// OnAudioQueued and OnProjectQueued, when set, stand in for the job
+	// queue (the API's Jobs) and see each row queued, inside its
+	// transaction; the answers then name no job.
+	OnAudioQueued, OnProjectQueued func(ctx context.Context, tx pgx.Tx, id int64) error
 }
 
 // Env is a running library API.
@@ -111,8 +115,7 @@ func New(tb testing.TB, opts Options) *Env {
 		ChallengeTokens: []string{ChallengeToken},
 		Limiter:         ratelimit.New(rdb, prefix+"rl:", ratelimit.Options{Disabled: !opts.RateLimits}),
 		FFmpeg:          media.FFmpeg{},
-		OnAudioQueued:   opts.OnAudioQueued,
-		OnProjectQueued: opts.OnProjectQueued,
+		Jobs:            hookQueue(opts),
 		Log:             log,
 	})
 	api.Register(e)
@@ -253,4 +256,40 @@ func (e *Env) Do(tb testing.TB, method, path, token string, body any) Response {
 // Upload returns a multipart body with data as the file field.
 func Upload(field, filename string, data []byte) File {
 	return File{Field: field, Filename: filename, Data: data}
+}
+
+// queueHooks is a libraryapi.Queue that calls the test's hooks.
+type queueHooks struct {
+	audio, project func(ctx context.Context, tx pgx.Tx, id int64) error
+}
+
+// hookQueue returns the hooks of opts as the API's queue; nil when there
+// are none.
+func hookQueue(opts Options) libraryapi.Queue {
+	if opts.OnAudioQueued == nil && opts.OnProjectQueued == nil {
+		return nil
+	}
+	return queueHooks{audio: opts.OnAudioQueued, project: opts.OnProjectQueued}
+}
+
+func (q queueHooks) OnAudioQueued(ctx context.Context, tx pgx.Tx, id int64) error {
+	if q.audio == nil {
+		return nil
+	}
+	return q.audio(ctx, tx, id)
+}
+
+func (q queueHooks) OnProjectQueued(ctx context.Context, tx pgx.Tx, id int64) error {
+	if q.project == nil {
+		return nil
+	}
+	return q.project(ctx, tx, id)
+}
+
+func (queueHooks) ForAudio(context.Context, int64) (jobs.Job, error) {
+	return jobs.Job{}, jobs.ErrJobNotFound
+}
+
+func (queueHooks) ForVideoProject(context.Context, int64) (jobs.Job, error) {
+	return jobs.Job{}, jobs.ErrJobNotFound
 }
