@@ -120,6 +120,14 @@ bench-script:
 	elif [[ -f bench/run.sh ]]; then bash bench/run.sh; \
 	else echo "bench: no bench/run.sh yet"; fi
 
+# The reference page at /docs is Redoc's standalone bundle, pinned here and
+# vendored (committed) into shared/apispec/docsui by this target.
+REDOC_VERSION := 3.0.1
+
+.PHONY: docs-ui
+docs-ui: ## vendor the pinned Redoc bundle for /docs from the npm registry
+	@REDOC_VERSION=$(REDOC_VERSION) scripts/docs-ui.sh
+
 .PHONY: clean
 clean: ## remove build and coverage outputs (keeps .run/: data, outbox, storage)
 	rm -rf bin/ coverage.out coverage.html
