@@ -96,9 +96,17 @@ fmt: ## gofmt -w every module
 	@gofmt -w $(MODULES)
 
 .PHONY: lint
-lint: $(STATICCHECK) ## staticcheck every module, and one owner per table (scripts/check-table-owners.sh)
+lint: $(STATICCHECK) api-compat ## staticcheck every module, one owner per table (scripts/check-table-owners.sh), the API breaking-change guard
 	@$(call foreach_module,$(STATICCHECK) ./...)
 	@scripts/check-table-owners.sh
+
+# api-compat fails on an operation, response status or response field that
+# api/openapi.yaml removed since api/openapi.released.yaml, unless the
+# "Unreleased" section of api/CHANGELOG.md lists it.
+.PHONY: api-compat
+api-compat: ## the API breaking-change guard (part of make lint)
+	@cd shared && go run ./apispec/cmd/apicompat -released ../api/openapi.released.yaml \
+		-current apispec/openapi.yaml -changelog ../api/CHANGELOG.md
 
 $(STATICCHECK):
 	@echo "--- installing staticcheck $(STATICCHECK_VERSION) into $(@D)"
@@ -120,6 +128,28 @@ bench-script:
 	@if [[ -x bench/run.sh ]]; then bench/run.sh; \
 	elif [[ -f bench/run.sh ]]; then bash bench/run.sh; \
 	else echo "bench: no bench/run.sh yet"; fi
+
+# The typed TypeScript client (clients/ts): openapi-typescript generates the
+# types from api/openapi.yaml, tsc compiles them with the openapi-fetch
+# wrapper into clients/ts/dist. Versions are pinned in package-lock.json.
+.PHONY: client
+client: ## build the typed TypeScript client into clients/ts/dist (npm ci, generate, tsc)
+	@cd clients/ts && npm ci --no-audit --no-fund && npm run build
+
+# client-test runs the client's test against a running stack (make run):
+# NOUNSAI_API_URL (default the proxy of make run), NOUNSAI_CHALLENGE_TOKEN,
+# NOUNSAI_OUTBOX_DIR (default .run/outbox, where make run's emails land).
+.PHONY: client-test
+client-test: client ## the TS client's test against a running make run (signup, login, generate, list)
+	@cd clients/ts && NOUNSAI_OUTBOX_DIR=$${NOUNSAI_OUTBOX_DIR:-$(CURDIR)/.run/outbox} npm test
+
+# The reference page at /docs is Redoc's standalone bundle, pinned here and
+# vendored (committed) into shared/apispec/docsui by this target.
+REDOC_VERSION := 3.0.1
+
+.PHONY: docs-ui
+docs-ui: ## vendor the pinned Redoc bundle for /docs from the npm registry
+	@REDOC_VERSION=$(REDOC_VERSION) scripts/docs-ui.sh
 
 .PHONY: clean
 clean: ## remove build and coverage outputs (keeps .run/: data, outbox, storage)

@@ -35,6 +35,7 @@ func TestEndToEnd(t *testing.T) {
 		{"video projects", testVideoProjects},
 		{"text to image", testTextToImage},
 		{"refresh hosts", testRefreshHosts},
+		{"new API", testNewAPI},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

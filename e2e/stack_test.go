@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nounsai/sdserver/shared/apispec/apispectest"
 	"github.com/nounsai/sdserver/shared/dbtest"
 	"github.com/nounsai/sdserver/shared/proctest"
 )
@@ -116,7 +117,10 @@ func newStack(tb testing.TB) *stack {
 	if redisURL == "" {
 		redisURL = "redis://127.0.0.1:6379/0"
 	}
-	s := &stack{StorageDir: tb.TempDir(), OutboxDir: tb.TempDir(), client: &http.Client{Timeout: 90 * time.Second}}
+	// Every request of the suite goes through the contract validator:
+	// an exchange api/openapi.yaml does not describe fails the test.
+	s := &stack{StorageDir: tb.TempDir(), OutboxDir: tb.TempDir(),
+		client: &http.Client{Timeout: 90 * time.Second, Transport: apispectest.NewValidator(tb, nil)}}
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(tb, err)
 	tb.Cleanup(pool.Close)

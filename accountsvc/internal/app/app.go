@@ -25,6 +25,7 @@ import (
 	"github.com/nounsai/sdserver/accountsvc/internal/libraryapi"
 	"github.com/nounsai/sdserver/accountsvc/internal/pages"
 	"github.com/nounsai/sdserver/shared/adminguard"
+	"github.com/nounsai/sdserver/shared/apispec"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
@@ -114,6 +115,11 @@ func (a *App) routes(ctx context.Context) error {
 	}
 	a.routesCredits()
 	pages.New(a.cfg.ChallengeTokens[0]).Register(a.echo)
+	spec, err := apispec.Load()
+	if err != nil {
+		return err
+	}
+	spec.Register(a.echo)
 	return a.routesAccounts(ctx)
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/nounsai/sdserver/proxy/internal/health"
 	"github.com/nounsai/sdserver/proxy/internal/hosts"
 	"github.com/nounsai/sdserver/shared/adminguard"
+	"github.com/nounsai/sdserver/shared/apispec"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/web"
 )
@@ -57,6 +58,7 @@ type App struct {
 	checker   *health.Checker
 	transport *http.Transport
 	handler   http.Handler
+	echo      *echo.Echo // the proxy's own routes (handler sends the rest upstream)
 	gpu       *balancer.Pool
 	account   *balancer.Pool
 }
@@ -152,6 +154,11 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	cons.Routes(e)
+	spec, err := apispec.Load()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	spec.Register(e)
 	// /refresh_hosts keeps the legacy challenge-token check and goes
 	// through the rate limits like any public route.
 	refresh := edge.NewGuard(edgeCfg, limiter, e, log.Named("edge"))
@@ -168,6 +175,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
 		}, &http.Client{Transport: transport}, log.Named("health"), gpu, account),
 	}
+	a.echo = e
 	a.handler = route(e, refresh, guard)
 	return a, nil
 }
@@ -181,7 +189,8 @@ func route(e *echo.Echo, refresh, data http.Handler) http.Handler {
 			return
 		}
 		switch r.URL.Path {
-		case "/health", "/metrics", "/admin/hosts":
+		case "/health", "/metrics", "/admin/hosts", "/openapi.json", "/openapi.yaml", "/docs",
+			"/docs/" + apispec.RedocAsset: // the API description and its page need no challenge token
 			e.ServeHTTP(w, r)
 		case "/refresh_hosts":
 			refresh.ServeHTTP(w, r)
