@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a := &App{cfg: cfg, log: log, pool: pool, redis: rc, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit})
-	if err := a.routes(ctx); err != nil {
+	if err := a.routes(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -117,8 +117,7 @@ func (a *App) backends() (map[string]inference.Backend, error) {
 }
 
 // routes builds the pipeline and registers every route.
-func (a *App) routes(ctx context.Context) error {
-	_ = ctx
+func (a *App) routes() error {
 	backends, err := a.backends()
 	if err != nil {
 		return err
