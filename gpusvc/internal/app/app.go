@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit,
 		TrustedProxies: cfg.TrustedProxies})
-	if err := a.routes(ctx); err != nil {
+	if err := a.routes(); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -118,8 +118,7 @@ func (a *App) backends() (map[string]inference.Backend, error) {
 }
 
 // routes builds the pipeline and registers every route.
-func (a *App) routes(ctx context.Context) error {
-	_ = ctx
+func (a *App) routes() error {
 	backends, err := a.backends()
 	if err != nil {
 		return err
