@@ -110,6 +110,13 @@ type stack struct {
 // newStack starts a stack that stops when tb ends.
 func newStack(tb testing.TB) *stack {
 	tb.Helper()
+	return newStackWith(tb, nil)
+}
+
+// newStackWith is newStack with settings overridden for every service (e.g.
+// REDIS_URL of a throwaway Redis a test stops).
+func newStackWith(tb testing.TB, overrides map[string]string) *stack {
+	tb.Helper()
 	require.NotEmpty(tb, binDir, "TestMain builds the binaries")
 	dbURL := dbtest.NewURL(tb)
 	_, prefix := dbtest.Redis(tb)
@@ -147,6 +154,9 @@ func newStack(tb testing.TB) *stack {
 		"SHUTDOWN_TIMEOUT": "2s",
 		"AUDIO_DURATION":   "2",
 		"DEV_DISCORD_DIR":  tb.TempDir(),
+	}
+	for k, v := range overrides {
+		common[k] = v
 	}
 	with := func(extra map[string]string) map[string]string {
 		out := make(map[string]string, len(common)+len(extra))

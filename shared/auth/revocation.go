@@ -28,9 +28,11 @@ import (
 //
 // Redis errors fail open: if the deny-list cannot be read, OnError is called
 // and the token is judged by the database check alone (which still refuses
-// tokens older than a password change). Logout therefore degrades during a
-// Redis outage instead of every signed-in user getting 401 and being thrown
-// out by the frontend. Database errors fail closed (503), after one retry on
+// tokens older than a password change, and every token of a user who
+// logged out during the outage: see Revoke). A token logged out before the
+// outage is accepted again only while Redis stays unreachable (or for the
+// rest of its lifetime if Redis lost its data), instead of every signed-in
+// user getting 401 and being thrown out by the frontend. Database errors fail closed (503), after one retry on
 // a fresh connection when the connection was lost (db.Read).
 //
 // Revocations is safe for concurrent use; set the fields before use.
@@ -58,6 +60,12 @@ func (r *Revocations) denyKey(jti string) string { return r.prefix + "deny:" + j
 
 // Revoke puts the token on the deny-list until it expires (POST /logout).
 // An already expired token needs no entry.
+//
+// When Redis cannot take the entry, the logout still happens, durably and
+// more broadly: the user's token version in PostgreSQL is bumped, which
+// refuses every token of the user (all devices sign in again). A logout is
+// never lost and never fails because of Redis; only its scope widens during
+// an outage. OnError hears about it.
 func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
 	if c.Anonymous || c.JTI == "" {
 		return apperr.Invalid("This token cannot be revoked")
@@ -68,9 +76,19 @@ func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
 	}
 	// Round up so the entry never expires before the token does.
 	ttl = ttl.Truncate(time.Second) + time.Second
-	if err := r.rdb.Set(ctx, r.denyKey(c.JTI), "1", ttl).Err(); err != nil {
+	err := r.rdb.Set(ctx, r.denyKey(c.JTI), "1", ttl).Err()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("deny-list token of user %d: %w", c.UserID, err)
+	}
+	if r.OnError != nil {
+		r.OnError(fmt.Errorf("deny-list token of user %d (revoking all of the user's tokens instead): %w", c.UserID, err))
+	}
+	if err := BumpVersion(ctx, r.pool, c.UserID); err != nil {
 		return apperr.Wrap(apperr.KindUnavailable, "Service temporarily unavailable",
-			fmt.Errorf("deny-list token of user %d: %w", c.UserID, err))
+			fmt.Errorf("logout of user %d without redis: %w", c.UserID, err))
 	}
 	return nil
 }

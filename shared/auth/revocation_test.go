@@ -2,7 +2,7 @@ package auth_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -150,7 +150,7 @@ func TestRevocationsRedisDown(t *testing.T) {
 	v := &auth.Verifier{Secrets: [][]byte{secret}, Revocation: rev}
 	is := auth.Issuer{Secret: secret}
 
-	tok0, c0, err := is.Issue(userID, 0)
+	tok0, _, err := is.Issue(userID, 0)
 	require.NoError(t, err)
 	_, err = v.Verify(ctx, tok0)
 	require.NoError(t, err)
@@ -162,8 +162,32 @@ func TestRevocationsRedisDown(t *testing.T) {
 	_, err = v.Verify(ctx, tok0)
 	requireAuthErr(t, err, auth.MsgTokenInvalid)
 
-	// Logout cannot be recorded: 503, not a silent success.
-	err = rev.Revoke(ctx, c0)
-	require.True(t, apperr.Is(err, apperr.KindUnavailable), "%v", err)
-	require.False(t, errors.Is(err, context.Canceled))
+	// Logout cannot be put on the deny-list: it bumps the token version
+	// instead, so the token (and every other token of the user) is refused
+	// from now on, durably, and logout still answers success.
+	tok1, c1, err := is.Issue(userID, 1)
+	require.NoError(t, err)
+	tok1b, _, err := is.Issue(userID, 1)
+	require.NoError(t, err)
+	_, err = v.Verify(ctx, tok1)
+	require.NoError(t, err)
+	require.NoError(t, rev.Revoke(ctx, c1))
+	for _, tok := range []string{tok1, tok1b} {
+		_, err = v.Verify(ctx, tok)
+		requireAuthErr(t, err, auth.MsgTokenInvalid)
+	}
+	mu.Lock()
+	require.Contains(t, fmt.Sprint(reported), "revoking all of the user's tokens instead")
+	mu.Unlock()
+
+	// A cancelled logout is an error, not a bump.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	tok2, c2, err := is.Issue(userID, 2)
+	require.NoError(t, err)
+	err = rev.Revoke(cctx, c2)
+	require.Error(t, err)
+	require.False(t, apperr.Is(err, apperr.KindUnavailable))
+	_, err = v.Verify(ctx, tok2)
+	require.NoError(t, err)
 }

@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -63,6 +62,7 @@ type App struct {
 	// every area, so the legacy-token cutoff and the deny-list apply to
 	// every route alike.
 	limiter     *ratelimit.Limiter
+	failOpen    *rdb.FailOpen
 	revocations *auth.Revocations
 	verifier    *auth.Verifier
 
@@ -87,12 +87,15 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit, CORS: true,
 		TrustedProxies: cfg.TrustedProxies})
 	a.echo.GET("/health", a.handleHealth)
+	// Every Redis use fails open (docs/operations.md, "Failure modes"),
+	// counted in redis_fail_open_total and logged at most every 10 s.
+	a.failOpen = rdb.NewFailOpen(a.reg, log)
 	a.limiter = ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,
-		OnError:  func(err error) { log.Warn("rate limiter unavailable", zap.Error(err)) },
+		OnError:  a.failOpen.Func("ratelimit"),
 	})
 	a.revocations = auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, cfg.LegacyTokenCutoff)
-	a.revocations.OnError = func(err error) { log.Warn("token deny-list unavailable", zap.Error(err)) }
+	a.revocations.OnError = a.failOpen.Func("deny_list")
 	a.verifier = &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: a.revocations}
 	a.ledger = credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
 	if err := a.newJobs(); err != nil {
@@ -296,19 +299,17 @@ func (a *App) Close() {
 	a.pool.Close()
 }
 
+// handleHealth is GET /health: 200 with the legacy message while the
+// database answers, else 503. Redis is reported, never essential: without
+// it every use fails open, so a proxy must not eject this host for it.
 func (a *App) handleHealth(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	var errs []error
+	status := rdb.Status(ctx, a.redis)
 	if err := a.pool.Ping(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("database: %w", err))
+		a.log.Warn("health check failed", zap.Error(fmt.Errorf("database: %w", err)))
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{
+			"message": "API is unavailable", "database": "unavailable", "redis": status})
 	}
-	if err := a.redis.Ping(ctx).Err(); err != nil {
-		errs = append(errs, fmt.Errorf("redis: %w", err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		a.log.Warn("health check failed", zap.Error(err))
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "API is unavailable"})
-	}
-	return c.JSON(http.StatusOK, map[string]string{"message": "API is up and running!"})
+	return c.JSON(http.StatusOK, map[string]string{"message": "API is up and running!", "database": "ok", "redis": status})
 }

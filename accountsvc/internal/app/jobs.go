@@ -42,7 +42,9 @@ func (a *App) routesJobs() {
 		Events:   a.events,
 		Verifier: a.verifier,
 		Limiter:  a.limiter,
-		Log:      a.log,
+		// Without Redis a stream polls its row (docs/operations.md).
+		OnRedisError: a.failOpen.Func("job_events"),
+		Log:          a.log,
 	}).Register(a.echo)
 	if a.cfg.DevDiscordDir != "" && a.cfg.Environment == "local" {
 		rec := notify.NewRecorder(a.cfg.DevDiscordDir)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/apperr"
@@ -22,6 +23,10 @@ import (
 	"github.com/nounsai/sdserver/shared/jobs"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
+
+// subscribeTimeout bounds the wait for Redis to confirm a subscription
+// before a stream falls back to polling.
+const subscribeTimeout = time.Second
 
 // Options are the dependencies of the API. All are required but Limiter
 // (no rate limits), KeepAlive and MaxStream.
@@ -37,7 +42,13 @@ type Options struct {
 	// MaxStream bounds one SSE connection; the client reconnects and gets
 	// a fresh snapshot. 0 means 1 hour.
 	MaxStream time.Duration
-	Log       *zap.Logger
+	// Poll is how often an event stream reads the job's row when it has no
+	// Redis subscription (Redis is down); 0 means 1s.
+	Poll time.Duration
+	// OnRedisError hears that a stream went on without Redis (it polls);
+	// nil ignores it.
+	OnRedisError func(err error)
+	Log          *zap.Logger
 }
 
 // API holds the handlers.
@@ -53,6 +64,12 @@ func New(o Options) *API {
 	}
 	if o.MaxStream <= 0 {
 		o.MaxStream = time.Hour
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.OnRedisError == nil {
+		o.OnRedisError = func(error) {}
 	}
 	return &API{opts: o, log: o.Log.Named("jobapi")}
 }
@@ -169,6 +186,11 @@ func (a *API) handleJobCancel(c echo.Context) error {
 // stream is ordered. Event names: "snapshot" (the job), "progress",
 // "state" (a non-terminal state change) and "done" (the job in its
 // terminal state; the stream then ends).
+//
+// Events come from Redis pub/sub and are best effort: on every keep-alive
+// the row is read to catch up. Without Redis (the subscription fails, or
+// ends) the stream polls the row every Poll instead, so a client sees the
+// same events, only later by up to Poll.
 func (a *API) handleJobEvents(c echo.Context) error {
 	uid, err := caller(c)
 	if err != nil {
@@ -180,11 +202,19 @@ func (a *API) handleJobEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sub, err := a.opts.Events.Subscribe(ctx, j.PublicID)
+	var events <-chan *redis.Message // nil (never ready) while polling
+	sctx, scancel := context.WithTimeout(ctx, subscribeTimeout)
+	sub, err := a.opts.Events.Subscribe(sctx, j.PublicID)
+	scancel()
 	if err != nil {
-		return apperr.Wrap(apperr.KindUnavailable, "Job events are unavailable", err)
+		if ctx.Err() != nil {
+			return nil // the client went away
+		}
+		a.opts.OnRedisError(fmt.Errorf("job events of %s, polling the row instead: %w", j.PublicID, err))
+	} else {
+		defer sub.Close()
+		events = sub.C()
 	}
-	defer sub.Close()
 	// The snapshot, read after subscribing.
 	if j, err = a.opts.Store.GetForUser(ctx, uid, j.PublicID); err != nil {
 		return err
@@ -201,6 +231,7 @@ func (a *API) handleJobEvents(c echo.Context) error {
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	lastWrite := time.Now()
 	send := func(name string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -210,6 +241,7 @@ func (a *API) handleJobEvents(c echo.Context) error {
 			return err
 		}
 		w.Flush()
+		lastWrite = time.Now()
 		return nil
 	}
 	if err := send("snapshot", snap); err != nil {
@@ -219,40 +251,68 @@ func (a *API) handleJobEvents(c echo.Context) error {
 		_ = send("done", snap)
 		return nil
 	}
-	last := j.Seq
-	keep := time.NewTicker(a.opts.KeepAlive)
-	defer keep.Stop()
+	last, lastState := j.Seq, j.State
+
+	// done sends the job's terminal event, read whole from the row.
+	done := func() {
+		fj, err := a.opts.Store.GetForUser(ctx, uid, j.PublicID)
+		if err != nil {
+			return
+		}
+		if resp, err := a.toResponse(ctx, fj); err == nil {
+			_ = send("done", resp)
+		}
+	}
+	// catchUp reads the row and sends what changed since last; it reports
+	// whether the stream is over.
+	catchUp := func() bool {
+		fj, err := a.opts.Store.GetForUser(ctx, uid, j.PublicID)
+		if err != nil {
+			return true
+		}
+		if fj.Seq <= last {
+			return false
+		}
+		last = fj.Seq
+		if fj.State.Terminal() {
+			done()
+			return true
+		}
+		typ := jobs.EventState
+		if fj.State == lastState {
+			typ = jobs.EventProgress
+		}
+		lastState = fj.State
+		return send(typ, jobs.EventOf(fj, typ)) != nil
+	}
+
+	interval := a.opts.KeepAlive
+	if events == nil {
+		interval = min(a.opts.Poll, a.opts.KeepAlive)
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-keep.C:
-			// Events are best effort: on each keep-alive, catch up from the
-			// row, so a lost event (even the terminal one) is recovered.
-			fj, err := a.opts.Store.GetForUser(ctx, uid, j.PublicID)
-			if err != nil {
+		case <-tick.C:
+			if catchUp() {
 				return nil
 			}
-			if fj.Seq > last {
-				last = fj.Seq
-				if fj.State.Terminal() {
-					if resp, err := a.toResponse(ctx, fj); err == nil {
-						_ = send("done", resp)
-					}
+			if time.Since(lastWrite) >= a.opts.KeepAlive {
+				if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 					return nil
 				}
-				if err := send("state", jobs.EventOf(fj, jobs.EventState)); err != nil {
-					return nil
-				}
-				continue
+				w.Flush()
+				lastWrite = time.Now()
 			}
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return nil
-			}
-			w.Flush()
-		case m, ok := <-sub.C():
+		case m, ok := <-events:
 			if !ok {
-				return nil
+				// The subscription ended (Redis went away): poll.
+				events = nil
+				tick.Reset(min(a.opts.Poll, a.opts.KeepAlive))
+				continue
 			}
 			ev, ok := jobs.Decode(m)
 			if !ok || ev.Seq <= last {
@@ -260,18 +320,10 @@ func (a *API) handleJobEvents(c echo.Context) error {
 			}
 			last = ev.Seq
 			if ev.State.Terminal() {
-				// The full job, with its result ids and times.
-				fj, err := a.opts.Store.GetForUser(ctx, uid, j.PublicID)
-				if err != nil {
-					return nil
-				}
-				resp, err := a.toResponse(ctx, fj)
-				if err != nil {
-					return nil
-				}
-				_ = send("done", resp)
+				done()
 				return nil
 			}
+			lastState = ev.State
 			name := "progress"
 			if ev.Type == jobs.EventState {
 				name = "state"

@@ -20,10 +20,12 @@ type healthResponse struct {
 	Backend  string   `json:"backend"`
 	Backends []string `json:"backends"`
 	Models   []string `json:"models"`
+	// Redis is "ok" or "degraded" (fails open, not a reason to eject).
+	Redis string `json:"redis,omitempty"`
 }
 
 // handleHealth is GET /health: 200 with the legacy message and the capacity
-// when the database and Redis answer, else 503.
+// when the database answers, else 503. Redis is reported, not required.
 func (h *handlers) handleHealth(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
@@ -36,6 +38,9 @@ func (h *handlers) handleHealth(c echo.Context) error {
 		Backend:  h.Registry.DefaultBackend(),
 		Backends: h.Registry.Backends(),
 		Models:   []string{},
+	}
+	if h.RedisStatus != nil {
+		resp.Redis = h.RedisStatus(ctx)
 	}
 	err := h.Ping(ctx)
 	if err == nil {

@@ -40,8 +40,11 @@ type Options struct {
 	AnonymousEnabled bool
 	// TrustedProxies are the peers whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
-	// Ping checks the database and Redis for /health.
+	// Ping checks the database for /health (503 when it fails).
 	Ping func(ctx context.Context) error
+	// RedisStatus reports Redis in the /health body ("ok" or "degraded");
+	// it never fails the check. Nil reports nothing.
+	RedisStatus func(ctx context.Context) string
 	// Jobs queues async image generations (POST /v1/images/generations);
 	// nil leaves the route out.
 	Jobs ImageEnqueuer
