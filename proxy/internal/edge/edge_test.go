@@ -193,11 +193,12 @@ func TestRateLimitIPv6Per64(t *testing.T) {
 	rc, prefix := dbtest.Redis(t)
 	limiter := ratelimit.New(rc, prefix, ratelimit.Options{})
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	g := edge.NewGuard(edge.Config{RateLimitIP: 2}, limiter, ok, zaptest.NewLogger(t))
+	g := edge.NewGuard(edge.Config{ChallengeTokens: []string{"t"}, RateLimitIP: 2}, limiter, ok, zaptest.NewLogger(t))
 
 	var codes []int
 	for i := range 4 {
 		req := httptest.NewRequest("GET", "/users/1", nil)
+		req.Header.Set("challenge-token", "t")
 		req.RemoteAddr = fmt.Sprintf("[2001:db8:5:6::%x]:5000", i+1)
 		w := httptest.NewRecorder()
 		g.ServeHTTP(w, req)
@@ -207,6 +208,7 @@ func TestRateLimitIPv6Per64(t *testing.T) {
 
 	// The next /64 has its own budget.
 	req := httptest.NewRequest("GET", "/users/1", nil)
+	req.Header.Set("challenge-token", "t")
 	req.RemoteAddr = "[2001:db8:5:7::1]:5000"
 	w := httptest.NewRecorder()
 	g.ServeHTTP(w, req)
