@@ -1,8 +1,6 @@
 package forward
 
 import (
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,37 +10,24 @@ import (
 )
 
 // Metrics holds the data path's Prometheus metrics. A nil *Metrics records
-// nothing. Per-host series are resolved once per (host, route, status class)
-// and cached, so a request costs one lookup keyed by a pointer (no label
-// hashing, no allocation).
+// nothing.
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	noHosts  [gpuroute.Count]prometheus.Counter
-	retries  [gpuroute.Count]prometheus.Counter
-
-	hosts sync.Map // *balancer.Upstream → *hostSeries
+	noHosts  *prometheus.CounterVec
+	retries  *prometheus.CounterVec
 }
 
-// hostSeries are the resolved series of one host, by route.
-type hostSeries [gpuroute.Count]atomic.Pointer[series]
-
-// series are the resolved metrics of one (host, route).
-type series struct {
-	duration prometheus.Observer
-	codes    [7]prometheus.Counter // indexed by codeIndex
-}
-
-var codeClasses = [7]string{"error", "1xx", "2xx", "3xx", "4xx", "5xx", "cancelled"}
-
-func codeIndex(status int) int {
+// codeClass is the code label of a status: its class ("2xx"), "cancelled"
+// for 499 (the client went away) and "error" for anything else.
+func codeClass(status int) string {
 	switch {
 	case status == 499:
-		return 6
+		return "cancelled"
 	case status >= 100 && status < 600:
-		return status / 100
+		return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[status/100-1]
 	}
-	return 0
+	return "error"
 }
 
 // NewMetrics registers the proxy metrics on reg, including gauges read at
@@ -59,20 +44,21 @@ func NewMetrics(reg prometheus.Registerer, pools ...*balancer.Pool) *Metrics {
 			Help:    "Time from receiving a request to the end of its upstream response, by route and host.",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 300},
 		}, []string{"route", "host"}),
+		noHosts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_no_upstream_total",
+			Help: "Requests answered 503 because no upstream host was available, by route.",
+		}, []string{"route"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxy_upstream_retries_total",
+			Help: "Requests retried on another host, by route.",
+		}, []string{"route"}),
 	}
-	noHosts := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "proxy_no_upstream_total",
-		Help: "Requests answered 503 because no upstream host was available, by route.",
-	}, []string{"route"})
-	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "proxy_upstream_retries_total",
-		Help: "Requests retried on another host, by route.",
-	}, []string{"route"})
+	// Every route's series exist from the start, at 0.
 	for r := range gpuroute.Count {
-		m.noHosts[r] = noHosts.WithLabelValues(r.String())
-		m.retries[r] = retries.WithLabelValues(r.String())
+		m.noHosts.WithLabelValues(r.String())
+		m.retries.WithLabelValues(r.String())
 	}
-	reg.MustRegister(m.requests, m.duration, noHosts, retries, &upstreamCollector{pools: pools})
+	reg.MustRegister(m.requests, m.duration, m.noHosts, m.retries, &upstreamCollector{pools: pools})
 	return m
 }
 
@@ -80,34 +66,19 @@ func (m *Metrics) observe(up *balancer.Upstream, route gpuroute.Route, status in
 	if m == nil {
 		return
 	}
-	v, ok := m.hosts.Load(up)
-	if !ok {
-		v, _ = m.hosts.LoadOrStore(up, new(hostSeries))
-	}
-	slot := &v.(*hostSeries)[route]
-	s := slot.Load()
-	if s == nil {
-		s = &series{duration: m.duration.WithLabelValues(route.String(), up.Address)}
-		for i, c := range codeClasses {
-			s.codes[i] = m.requests.WithLabelValues(route.String(), up.Address, c)
-		}
-		if !slot.CompareAndSwap(nil, s) {
-			s = slot.Load()
-		}
-	}
-	s.codes[codeIndex(status)].Inc()
-	s.duration.Observe(d.Seconds())
+	m.requests.WithLabelValues(route.String(), up.Address, codeClass(status)).Inc()
+	m.duration.WithLabelValues(route.String(), up.Address).Observe(d.Seconds())
 }
 
 func (m *Metrics) noHost(route gpuroute.Route) {
 	if m != nil {
-		m.noHosts[route].Inc()
+		m.noHosts.WithLabelValues(route.String()).Inc()
 	}
 }
 
 func (m *Metrics) retried(route gpuroute.Route) {
 	if m != nil {
-		m.retries[route].Inc()
+		m.retries.WithLabelValues(route.String()).Inc()
 	}
 }
 
