@@ -19,7 +19,7 @@ import (
 // seen from HTTP: the server terminates the backend while a GET's query is
 // running on it (pg_terminate_backend, a failover). The GET answers 200 from
 // a second run on a fresh connection; a POST hit by the same fault is not
-// repeated (its 500 says the write may be retried by the client).
+// repeated: it answers 503 with Retry-After, so the client may retry it.
 func TestReadRoutesSurviveTerminatedBackend(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -71,7 +71,7 @@ func TestReadRoutesSurviveTerminatedBackend(t *testing.T) {
 		runs         int32
 	}{
 		{http.MethodGet, "/slow-read", http.StatusOK, 2},
-		{http.MethodPost, "/slow-write", http.StatusInternalServerError, 1},
+		{http.MethodPost, "/slow-write", http.StatusServiceUnavailable, 1},
 	} {
 		runs.Store(0)
 		done := make(chan struct{})
@@ -84,6 +84,9 @@ func TestReadRoutesSurviveTerminatedBackend(t *testing.T) {
 		require.Less(t, time.Since(start), 30*time.Second, "the killed query must not have run to its end")
 		if tc.status == http.StatusOK {
 			require.EqualValues(t, tc.runs, decode(t, w)["runs"])
+		} else {
+			require.Equal(t, "1", w.Header().Get("Retry-After"))
+			require.Contains(t, decode(t, w)["message"], "retry")
 		}
 	}
 }
