@@ -157,6 +157,24 @@ func ConnectionLost(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
+// NotApplied reports whether err means the statement provably took no
+// effect because its connection was lost: pgconn says nothing was sent
+// (SafeToRetry), or the server ended the session before the statement
+// completed (admin_shutdown 57P01 from pg_terminate_backend or a fast
+// shutdown, crash_shutdown 57P02, cannot_connect_now 57P03; a statement
+// interrupted this way is rolled back). A stream cut mid-statement is
+// ConnectionLost but not NotApplied: the server may have committed it.
+func NotApplied(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03")
+}
+
 // Read runs fn, which must only read, and runs it once more when it failed
 // with a lost connection (ConnectionLost): a statement in flight when the
 // server terminated its backend is answered from a fresh connection instead

@@ -58,9 +58,7 @@ func (l *Limiter) Middleware(rule Rule) echo.MiddlewareFunc {
 			}
 			res, err := l.Allow(r.Context(), rule.Name+":"+key, rule.Limit, rule.Window)
 			if err != nil {
-				if l.opts.OnError != nil {
-					l.opts.OnError(err)
-				}
+				l.FailedOpen(err)
 				return next(c)
 			}
 			h := c.Response().Header()

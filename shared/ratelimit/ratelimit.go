@@ -77,6 +77,15 @@ end
 return n
 `)
 
+// FailedOpen reports err, a Redis error after which the caller let the
+// request through, to Options.OnError (when set). Every caller of Allow
+// that fails open calls it, so that each outage is counted the same way.
+func (l *Limiter) FailedOpen(err error) {
+	if l.opts.OnError != nil {
+		l.opts.OnError(err)
+	}
+}
+
 // Allow records one hit on key and reports whether it is within limit hits
 // per window. key should name the rule and the subject (the middleware uses
 // "<rule>:<user or ip>"). limit and window must be positive. On a Redis

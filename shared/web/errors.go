@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/db"
 )
 
 // ErrorHandler returns the one echo HTTPErrorHandler: it maps an error to a
@@ -96,6 +98,11 @@ func Classify(err error) *apperr.Error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return apperr.Timeout("The operation timed out")
+	}
+	if db.ConnectionLost(err) {
+		// A database blip (pg_terminate_backend, a failover): the next
+		// try runs on a fresh connection, so say so instead of a 500.
+		return apperr.Unavailable("The database connection was lost, retry").WithRetryAfter(time.Second)
 	}
 	return apperr.New(apperr.KindInternal, "Internal server error")
 }

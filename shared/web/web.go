@@ -55,7 +55,9 @@ type Options struct {
 const DefaultBodyLimit = 5 << 20
 
 // New returns an echo instance with the shared middleware chain and error
-// handler installed, and GET /metrics registered.
+// handler installed, and GET /metrics registered. A GET or HEAD whose
+// database connection was lost before its statement ran is answered by a
+// second run on a fresh connection (retryReads).
 func New(opts Options) *echo.Echo {
 	if opts.BodyLimit <= 0 {
 		opts.BodyLimit = DefaultBodyLimit
@@ -81,7 +83,7 @@ func New(opts Options) *echo.Echo {
 	if opts.CORS {
 		e.Use(cors())
 	}
-	e.Use(bodyLimit(opts.BodyLimit))
+	e.Use(bodyLimit(opts.BodyLimit), retryReads())
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})))
 	return e
 }

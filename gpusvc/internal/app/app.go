@@ -156,11 +156,13 @@ func (a *App) routes() error {
 		return err
 	}
 	revocations := auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)
-	revocations.OnError = func(err error) { a.log.Warn("token deny-list unavailable", zap.Error(err)) }
-	limiterLog := a.log.Named("ratelimit")
+	// Every Redis use fails open (docs/operations.md, "Failure modes"),
+	// counted in redis_fail_open_total and logged at most every 10 s.
+	failOpen := rdb.NewFailOpen(a.reg, a.log)
+	revocations.OnError = failOpen.Func("deny_list")
 	limiter := ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,
-		OnError:  func(err error) { limiterLog.Warn("rate limiter unavailable", zap.Error(err)) },
+		OnError:  failOpen.Func("ratelimit"),
 	})
 	if !a.cfg.RateLimits {
 		a.log.Warn("rate limits are OFF (RATE_LIMITS=off)")

@@ -31,6 +31,7 @@ import (
 	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/apispec"
 	"github.com/nounsai/sdserver/shared/ratelimit"
+	"github.com/nounsai/sdserver/shared/rdb"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
@@ -105,9 +106,12 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		Account: account, AccountSelector: &balancer.LeastConn{},
 	}, transport, forward.NewMetrics(reg, gpu, account), log.Named("forward"))
 
+	// Every Redis use fails open (docs/operations.md, "Failure modes"),
+	// counted in redis_fail_open_total and logged at most every 10 s.
+	failOpen := rdb.NewFailOpen(reg, log)
 	var limiter *ratelimit.Limiter
 	if deps.Redis != nil && cfg.RateLimits {
-		limiter = ratelimit.New(deps.Redis, cfg.RedisPrefix+"ratelimit:", ratelimit.Options{})
+		limiter = ratelimit.New(deps.Redis, cfg.RedisPrefix+"ratelimit:", ratelimit.Options{OnError: failOpen.Func("ratelimit")})
 	} else {
 		log.Warn("proxy rate limits are off", zap.Bool("redis", deps.Redis != nil), zap.Bool("rate_limits", cfg.RateLimits))
 	}
@@ -136,7 +140,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	var adminLimiter *ratelimit.Limiter
 	if deps.Redis != nil && adminguard.Enforced(cfg.Environment, cfg.RateLimits) {
 		adminLimiter = ratelimit.New(deps.Redis, cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
-			OnError: func(err error) { log.Warn("admin rate limiter unavailable", zap.Error(err)) },
+			OnError: failOpen.Func("admin_ratelimit"),
 		})
 	}
 	adminGuard := adminguard.New(adminguard.Options{

@@ -130,7 +130,7 @@ func (g *Guard) hit(w http.ResponseWriter, r *http.Request, key string, limit in
 	res, err := g.limiter.Allow(ctx, key, limit, time.Minute)
 	cancel()
 	if err != nil {
-		g.log.Warn("rate limit unavailable", zap.Error(err))
+		g.limiter.FailedOpen(err) // counted and logged at most every 10 s by the app's hook
 		return true
 	}
 	if res.Allowed {
