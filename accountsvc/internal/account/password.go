@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -57,17 +58,29 @@ const (
 // argon2id PHC strings, legacy passlib sha256_crypt ($5$, any rounds) and
 // sha512_crypt ($6$), and bcrypt ($2a$, $2b$, $2y$). It is safe for
 // concurrent use.
+//
+// At most a fixed number of hashes run at once; the others wait their
+// turn. Each argon2id computation holds MemoryKiB (19 MiB by default)
+// while it runs, so without the bound a burst of N logins (from as many
+// addresses as an attacker has, below every per-address limit) would need
+// N × 19 MiB at once; with it the service's memory is bounded and its CPU,
+// which the hashes saturate anyway, is not oversubscribed.
 type Hasher struct {
 	params Argon2Params
 	dummy  string
+	slots  chan struct{}
 }
 
-// NewHasher returns a hasher writing argon2id hashes with p.
-func NewHasher(p Argon2Params) (*Hasher, error) {
+// NewHasher returns a hasher writing argon2id hashes with p and running at
+// most concurrency hashes at once (0 or less: one per CPU, GOMAXPROCS).
+func NewHasher(p Argon2Params, concurrency int) (*Hasher, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hasher{params: p}
+	if concurrency <= 0 {
+		concurrency = runtime.GOMAXPROCS(0)
+	}
+	h := &Hasher{params: p, slots: make(chan struct{}, concurrency)}
 	dummy, err := h.Hash("dummy password for unknown accounts")
 	if err != nil {
 		return nil, err
@@ -80,6 +93,7 @@ func NewHasher(p Argon2Params) (*Hasher, error) {
 // $argon2id$v=19$m=<KiB>,t=<time>,p=<threads>$<salt>$<hash> with unpadded
 // standard base64 salt (16 random bytes) and hash (32 bytes).
 func (h *Hasher) Hash(password string) (string, error) {
+	defer h.take()()
 	salt := make([]byte, argon2SaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash password: read salt: %w", err)
@@ -96,6 +110,7 @@ func (h *Hasher) Hash(password string) (string, error) {
 // matches; the work of a real check is still done, so that the time taken
 // does not tell it apart.
 func (h *Hasher) Verify(encoded, password string) (ok, rehash bool) {
+	defer h.take()()
 	switch {
 	case strings.HasPrefix(encoded, "$argon2id$"):
 		p, ok := verifyArgon2(encoded, password)
@@ -103,7 +118,7 @@ func (h *Hasher) Verify(encoded, password string) (ok, rehash bool) {
 	case strings.HasPrefix(encoded, "$5$"), strings.HasPrefix(encoded, "$6$"):
 		d, err := shacrypt.Decode(encoded)
 		if err != nil {
-			h.VerifyDummy(password)
+			h.verifyDummy(password)
 			return false, false
 		}
 		ok := d.MatchBytes([]byte(password))
@@ -112,20 +127,29 @@ func (h *Hasher) Verify(encoded, password string) (ok, rehash bool) {
 		if len(password) > 72 {
 			// bcrypt only ever saw the first 72 bytes; refuse rather
 			// than accept a password that differs after them.
-			h.VerifyDummy(password)
+			h.verifyDummy(password)
 			return false, false
 		}
 		ok := bcrypt.CompareHashAndPassword([]byte(encoded), []byte(password)) == nil
 		return ok, ok
 	}
-	h.VerifyDummy(password)
+	h.verifyDummy(password)
 	return false, false
 }
 
 // VerifyDummy spends the time of a real argon2id check and discards the
 // result (login with an unknown email).
 func (h *Hasher) VerifyDummy(password string) {
-	_, _ = verifyArgon2(h.dummy, password)
+	defer h.take()()
+	h.verifyDummy(password)
+}
+
+func (h *Hasher) verifyDummy(password string) { _, _ = verifyArgon2(h.dummy, password) }
+
+// take waits for one of the hasher's slots and returns its release.
+func (h *Hasher) take() (release func()) {
+	h.slots <- struct{}{}
+	return func() { <-h.slots }
 }
 
 // verifyArgon2 parses an argon2id PHC string and checks password against

@@ -2,16 +2,21 @@ package account
 
 import (
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 )
 
 func newTestHasher(tb testing.TB) *Hasher {
 	tb.Helper()
-	h, err := NewHasher(DefaultArgon2)
+	h, err := NewHasher(DefaultArgon2, 0)
 	require.NoError(tb, err)
 	return h
 }
@@ -37,7 +42,7 @@ func TestArgon2idPHC(t *testing.T) {
 
 	// Stronger parameters than the hasher's still verify, and ask for a
 	// rehash to the configured ones.
-	strong, err := NewHasher(Argon2Params{MemoryKiB: 32768, Time: 3, Threads: 2})
+	strong, err := NewHasher(Argon2Params{MemoryKiB: 32768, Time: 3, Threads: 2}, 0)
 	require.NoError(t, err)
 	enc3, err := strong.Hash("pw-12345678")
 	require.NoError(t, err)
@@ -46,7 +51,7 @@ func TestArgon2idPHC(t *testing.T) {
 	require.True(t, rehash)
 
 	// Below the OWASP baseline is refused as configuration.
-	_, err = NewHasher(Argon2Params{MemoryKiB: 4096, Time: 1, Threads: 1})
+	_, err = NewHasher(Argon2Params{MemoryKiB: 4096, Time: 1, Threads: 1}, 0)
 	require.Error(t, err)
 }
 
@@ -158,4 +163,68 @@ func TestNormalize(t *testing.T) {
 		_, err := NormalizeMetadata([]byte(bad))
 		require.Error(t, err, bad)
 	}
+}
+
+// TestConcurrentHashesBoundMemory: a burst of logins (from as many
+// addresses as an attacker likes, each under its rate limit) runs at most
+// the hasher's concurrency of argon2id computations at once, so the heap
+// holds that many 19 MiB blocks, not one per request. Not parallel: it
+// samples the process's heap.
+func TestConcurrentHashesBoundMemory(t *testing.T) {
+	const burst, concurrency = 16, 2
+	h, err := NewHasher(DefaultArgon2, concurrency)
+	require.NoError(t, err)
+	stored, err := h.Hash("correct horse battery staple")
+	require.NoError(t, err)
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 3 {
+			case 0:
+				h.VerifyDummy("wrong")
+			case 1:
+				ok, _ := h.Verify(stored, "wrong")
+				assert.False(t, ok)
+			default:
+				_, err := h.Hash("another password")
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+
+	block := uint64(DefaultArgon2.MemoryKiB) << 10
+	grew := peak.Load() - min(base, peak.Load())
+	t.Logf("heap in use grew by %d MiB at most (%d hashes, %d at once, %d MiB each)", grew>>20, burst, concurrency, block>>20)
+	// Freed blocks stay in the heap until the next GC (which runs when the
+	// heap doubles), so allow twice the live blocks plus slack; without
+	// the bound all 16 are live at once (over 300 MiB).
+	require.Less(t, grew, (2*concurrency+4)*block, "more argon2id blocks were live at once than %d hashes need", concurrency)
 }

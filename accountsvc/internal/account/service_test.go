@@ -50,7 +50,7 @@ func newFixture(tb testing.TB, opts ...func(d *Deps, cfg *Config)) *fixture {
 	pool := dbtest.New(tb)
 	rc, prefix := dbtest.Redis(tb)
 	clk := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	h, err := NewHasher(DefaultArgon2)
+	h, err := NewHasher(DefaultArgon2, 0)
 	require.NoError(tb, err)
 	keys, err := NewKeyDeriver([]byte(strings.Repeat("k", 32)))
 	require.NoError(tb, err)

@@ -186,7 +186,7 @@ func (a *App) routesCredits() {
 func (a *App) routesAccounts(ctx context.Context) error {
 	c := a.cfg.Accounts
 	log := a.log.Named("accounts")
-	hasher, err := account.NewHasher(c.Argon2)
+	hasher, err := account.NewHasher(c.Argon2, c.Argon2Concurrency)
 	if err != nil {
 		return err
 	}

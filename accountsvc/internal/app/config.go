@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/nounsai/sdserver/accountsvc/internal/account"
@@ -119,6 +120,10 @@ type AccountsConfig struct {
 	// Argon2 are the parameters of new password hashes (ARGON2_MEMORY_KIB
 	// default 19456, ARGON2_TIME default 2, ARGON2_THREADS default 1).
 	Argon2 account.Argon2Params
+	// Argon2Concurrency is how many password hashes run at once
+	// (ARGON2_CONCURRENCY, default one per CPU): each holds
+	// ARGON2_MEMORY_KIB while it runs, so this bounds their memory.
+	Argon2Concurrency int
 	// Email selects the email backend (EMAIL_BACKEND, OUTBOX_DIR,
 	// SENDGRID_API_KEY, ...; see email.LoadConfig).
 	Email email.Config
@@ -132,6 +137,7 @@ func loadAccountsConfig(l *config.Loader, common config.Common) (AccountsConfig,
 			Time:      uint32(l.Int64("ARGON2_TIME", "", int64(account.DefaultArgon2.Time))),
 			Threads:   uint8(l.Int64("ARGON2_THREADS", "", int64(account.DefaultArgon2.Threads))),
 		},
+		Argon2Concurrency: l.Int("ARGON2_CONCURRENCY", "", runtime.GOMAXPROCS(0)),
 		Email: email.LoadConfig(l),
 	}
 	if s := l.Secret("LINK_KEY_SECRET", "", ""); s != "" {
@@ -155,6 +161,9 @@ func (c AccountsConfig) Validate() error {
 	}
 	if err := c.Argon2.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("ARGON2_MEMORY_KIB/ARGON2_TIME/ARGON2_THREADS: %w", err))
+	}
+	if c.Argon2Concurrency < 1 || c.Argon2Concurrency > 1024 {
+		errs = append(errs, errors.New("ARGON2_CONCURRENCY: must be between 1 and 1024"))
 	}
 	if err := c.Email.Validate(); err != nil {
 		errs = append(errs, err)
