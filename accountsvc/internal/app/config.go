@@ -138,7 +138,7 @@ func loadAccountsConfig(l *config.Loader, common config.Common) (AccountsConfig,
 			Threads:   uint8(l.Int64("ARGON2_THREADS", "", int64(account.DefaultArgon2.Threads))),
 		},
 		Argon2Concurrency: l.Int("ARGON2_CONCURRENCY", "", runtime.GOMAXPROCS(0)),
-		Email: email.LoadConfig(l),
+		Email:             email.LoadConfig(l),
 	}
 	if s := l.Secret("LINK_KEY_SECRET", "", ""); s != "" {
 		c.LinkKeySecret = []byte(s)
