@@ -335,7 +335,10 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request, work float64) (
 	u := c.q.user(key)
 	cp := c.capacity(now)
 	if len(c.q.heap) == 0 && (cp.unbounded || cp.hosts == 0 || (cp.free > 0 && c.q.eligible(u, c.userCap(cp)))) {
-		// The fast path: no Redis, no queue.
+		// The fast path: no Redis, no queue. The request still takes its
+		// tags, so a user who filled the fleet this way queues behind
+		// those who did not.
+		c.q.charge(u, work)
 		c.grant(u, work)
 		c.mu.Unlock()
 		return Ticket{c: c, u: u, work: work, once: &sync.Once{}}, nil
@@ -365,10 +368,11 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request, work float64) (
 	w := &waiter{user: u, work: work, arrived: now.UnixNano(), ready: make(chan struct{})}
 	c.q.push(w)
 	c.dispatch(now)
+	granted := w.granted
 	c.mu.Unlock()
 
 	t := Ticket{c: c, u: u, work: work, once: &sync.Once{}, Position: pos, EstimatedStart: est}
-	if w.granted {
+	if granted {
 		return t, nil
 	}
 	t.Waited = true

@@ -74,6 +74,17 @@ func (q *queue) tags(u *user, work float64) (start, finish float64) {
 	return start, start + work
 }
 
+// charge gives u's request of work, served at once without queueing, its
+// tags, as if it had been queued and popped.
+func (q *queue) charge(u *user, work float64) {
+	if q.fifo {
+		return
+	}
+	start, finish := q.tags(u, work)
+	u.finish = finish
+	q.vtime = max(q.vtime, start)
+}
+
 // push queues w (its user and work set) and assigns its tags.
 func (q *queue) push(w *waiter) {
 	w.start, w.finish = q.tags(w.user, w.work)
@@ -140,7 +151,15 @@ func (q *queue) eligible(u *user, userCap int) bool {
 // pop serves the eligible waiter with the smallest start tag (ties in
 // arrival order) and advances the virtual time to its start tag; nil when
 // no waiter is eligible. The caller counts the waiter as running.
+//
+// When every waiting user, here and on other replicas, is over the cap, the
+// cap is ignored: a free slot is never left idle for want of a user under
+// it. (While some user under the cap waits on another replica only, the
+// slot stays free for that replica.)
 func (q *queue) pop(userCap int) *waiter {
+	if userCap > 0 && !q.anyEligible(userCap) {
+		userCap = 0
+	}
 	var best *waiter
 	if len(q.heap) > 0 && q.eligible(q.heap[0].user, userCap) {
 		best = q.heap[0]
@@ -160,6 +179,16 @@ func (q *queue) pop(userCap int) *waiter {
 		q.vtime = max(q.vtime, best.start)
 	}
 	return best
+}
+
+// anyEligible reports whether some waiting user is under the cap.
+func (q *queue) anyEligible(userCap int) bool {
+	for _, u := range q.users {
+		if u.isWaiting() && q.eligible(u, userCap) {
+			return true
+		}
+	}
+	return false
 }
 
 // setRemote replaces the other replicas' counts.
