@@ -202,7 +202,12 @@ func (t Ticket) Headers(h http.Header) {
 
 func setQueueHeaders(h http.Header, pos int, est time.Duration) {
 	h.Set(HeaderPosition, strconv.Itoa(pos))
-	h.Set(HeaderEstimatedStart, strconv.FormatFloat(math.Ceil(est.Seconds()*10)/10, 'f', 1, 64))
+	h.Set(HeaderEstimatedStart, seconds(est))
+}
+
+// seconds formats d in seconds rounded up to a tenth ("1.2").
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(math.Ceil(d.Seconds()*10)/10, 'f', 1, 64)
 }
 
 // Done releases the request's slot and serves the next waiter. Safe to call
@@ -354,8 +359,8 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request, work float64) (
 			"GPU fleet busy: the wait queue is full (%d requests), retry later", len(c.q.heap))}
 	case est > c.cfg.MaxWait:
 		refuse = &Refusal{Reason: ReasonDeadline, Message: fmt.Sprintf(
-			"GPU fleet busy: estimated start in %.0f s is past the %.0f s wait limit, retry later",
-			math.Ceil(est.Seconds()), c.cfg.MaxWait.Seconds())}
+			"GPU fleet busy: estimated start in %s s is past the %s s wait limit, retry later",
+			seconds(est), seconds(c.cfg.MaxWait))}
 	}
 	if refuse != nil {
 		c.q.forget(u)
@@ -387,7 +392,7 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request, work float64) (
 		err = ctx.Err()
 	case <-timer.C:
 		err = &Refusal{Reason: ReasonTimeout, Position: pos, EstimatedStart: est,
-			Message:    fmt.Sprintf("GPU fleet busy: no slot freed within %.0f s, retry later", c.cfg.MaxWait.Seconds()),
+			Message:    fmt.Sprintf("GPU fleet busy: no slot freed within %s s, retry later", seconds(c.cfg.MaxWait)),
 			RetryAfter: retryAfter(0)}
 	}
 	c.mu.Lock()

@@ -212,7 +212,7 @@ func TestEstimatePastDeadlineIsRefusedAtOnce(t *testing.T) {
 	require.Equal(t, 2, refusal.Position)
 	require.InDelta(t, 3.0, refusal.EstimatedStart.Seconds(), 0.01, "1 unit queued ahead + half the 4 running, at 1 unit/s")
 	require.Equal(t, time.Second, refusal.RetryAfter)
-	require.Contains(t, refusal.Message, "past the 2 s wait limit")
+	require.Contains(t, refusal.Message, "estimated start in 3.0 s is past the 2.0 s wait limit")
 	h := http.Header{}
 	refusal.Headers(h)
 	require.Equal(t, "2", h.Get(admission.HeaderPosition))
