@@ -1,0 +1,42 @@
+package app_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nounsai/sdserver/proxy/internal/app"
+	"github.com/nounsai/sdserver/shared/config"
+)
+
+func TestAdmissionSettings(t *testing.T) {
+	t.Parallel()
+	l := config.FromMap(map[string]string{})
+	cfg := app.Load(l)
+	require.NoError(t, errors.Join(l.Err(), cfg.Validate()))
+	require.Equal(t, "fair", cfg.AdmissionPolicy)
+	require.Equal(t, 256, cfg.AdmissionQueueMax)
+	require.Equal(t, 20*time.Second, cfg.AdmissionMaxWait)
+	require.Equal(t, 0.5, cfg.AdmissionUserShare)
+	require.Equal(t, time.Second, cfg.AdmissionSyncInterval)
+
+	l = config.FromMap(map[string]string{
+		"ADMISSION_POLICY": "fifo", "ADMISSION_MAX_WAIT": "5s", "ADMISSION_USER_SHARE": "1",
+	})
+	cfg = app.Load(l)
+	require.NoError(t, errors.Join(l.Err(), cfg.Validate()))
+	require.Equal(t, "fifo", cfg.AdmissionPolicy)
+	require.Equal(t, 5*time.Second, cfg.AdmissionMaxWait)
+
+	for name, value := range map[string]string{
+		"ADMISSION_POLICY": "lottery", "ADMISSION_QUEUE_MAX": "0", "ADMISSION_MAX_WAIT": "0s",
+		"ADMISSION_USER_SHARE": "1.5", "ADMISSION_SYNC_INTERVAL": "-1s",
+	} {
+		l := config.FromMap(map[string]string{name: value})
+		cfg := app.Load(l)
+		err := errors.Join(l.Err(), cfg.Validate())
+		require.ErrorContains(t, err, name, "%s=%s is refused, naming the variable", name, value)
+	}
+}
