@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/nounsai/sdserver/proxy/internal/app"
 	"github.com/nounsai/sdserver/proxy/internal/admission"
+	"github.com/nounsai/sdserver/proxy/internal/app"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/dbtest"
