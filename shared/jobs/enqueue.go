@@ -84,6 +84,10 @@ type NewJob struct {
 	// Op and Units price the work (credits.Pricing.Cost); Op "" is free.
 	Op    string
 	Units int
+	// Work weighs the job in the fair order (JOB_FAIRNESS=fair), in work
+	// units: one image sample, one second of audio or video. 0 means
+	// Units, at least 1.
+	Work float64
 	// Timeout bounds one attempt; 0 means the River client default.
 	Timeout time.Duration
 	// SkipUserCap enqueues even beyond the per-user queued cap (used when
@@ -157,6 +161,19 @@ RETURNING `+jobColumns,
 		return Job{}, fmt.Errorf("link job %d to river job: %w", j.ID, err)
 	}
 	j.RiverJobID = res.Job.ID
+	if s.cfg.Fairness == FairnessFair {
+		// The user's advisory lock is held: this user's tags are assigned
+		// one at a time (see fair.go).
+		tag, err := fairTag(ctx, tx, n.UserID)
+		if err != nil {
+			return Job{}, err
+		}
+		work := fairWork(n)
+		if err := setFairTag(ctx, tx, j.ID, j.RiverJobID, tag, work); err != nil {
+			return Job{}, err
+		}
+		j.FairAt, j.FairWork = &tag, work
+	}
 	s.log.Info("job queued", zap.Int64("job_id", j.ID), zap.String("kind", string(j.Kind)),
 		zap.Int64("user_id", j.UserID), zap.Int64("river_job_id", j.RiverJobID))
 	return j, nil
