@@ -122,7 +122,9 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, n NewJob) (Job, error) {
 	if n.Op != "" && s.ledger != nil {
 		cost = s.ledger.Pricing().Cost(n.Op, n.Units)
 		if !n.SkipUserCap {
-			bal, err := s.ledger.Balance(ctx, n.UserID)
+			// In tx: waiting for a second connection while holding this one
+			// and the user's lock deadlocks a small pool under a burst.
+			bal, err := s.ledger.BalanceWith(ctx, tx, n.UserID)
 			if err != nil {
 				return Job{}, err
 			}

@@ -15,7 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
+	"github.com/nounsai/sdserver/shared/dbtest"
 	"github.com/nounsai/sdserver/shared/jobs"
 )
 
@@ -202,4 +204,46 @@ func TestFairTagsSurviveRestart(t *testing.T) {
 	order, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	require.NoError(t, err)
 	require.Equal(t, []int64{heavy[0].ID, light.ID}, order)
+}
+
+// TestEnqueueBurstOnASmallPool: a burst of concurrent enqueues (a user
+// queueing many async images at once) on a pool of two connections
+// completes. Enqueue holds its transaction's connection and the user's
+// lock; it read the balance on a second pool connection, so once the
+// burst held every connection each enqueue waited for ever (gpusvc's pool
+// is max(4, CPUs) connections).
+func TestEnqueueBurstOnASmallPool(t *testing.T) {
+	t.Parallel()
+	url := dbtest.NewURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pool, err := db.Open(ctx, url, db.Options{MaxConns: 2})
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	client, err := jobs.NewInsertClient(pool)
+	require.NoError(t, err)
+	ledger := credits.NewLedger(pool, credits.Options{})
+	f := fixture{pool: pool, ledger: ledger, store: jobs.NewStore(jobs.Options{Pool: pool, River: client, Ledger: ledger,
+		Config: fairConfig(jobs.FairnessFair), Log: zap.NewNop()})}
+	u := f.user(t, 1000)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			errs <- db.InTx(bctx, pool, func(tx pgx.Tx) error {
+				_, err := f.store.Enqueue(bctx, tx, jobs.NewJob{UserID: u, Kind: jobs.KindImage, Units: 1, Op: credits.OpTxt2Img})
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }
