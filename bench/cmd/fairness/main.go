@@ -15,8 +15,10 @@
 // the frontend does; a request's latency runs from its first attempt to
 // its answer. Over the measured window it reports, side by side:
 //
-//   - B–D p50/p99 wait: latency − the service time (the mean time a
-//     generation held its GPU slot, from gpusvc_generation_duration_seconds);
+//   - B–D p50/p99 wait of the requests sent in the window: latency − the
+//     service time (the mean time a generation held its GPU slot, from
+//     gpusvc_generation_duration_seconds); one still unanswered -drain
+//     after the window counts with its wait so far;
 //   - A's throughput: A's images finished in the window (sync answers and
 //     async jobs COMPLETED), per second;
 //   - fleet utilisation: busy slot-seconds (the same histogram's sum over
@@ -66,6 +68,7 @@ type settings struct {
 	flood, async    int
 	period          time.Duration
 	warmup, measure time.Duration
+	drain           time.Duration
 }
 
 // result is one policy's run.
@@ -73,8 +76,9 @@ type result struct {
 	policy string
 	// waits are B–D's waits (latency − service time).
 	waits []time.Duration
-	// bdFailed counts B–D requests that never got an image.
-	bdFailed int
+	// bdUnfinished counts B–D requests of the window still without an
+	// image when the drain ended; their wait counts as the time so far.
+	bdUnfinished int
 	// service is the mean slot hold of one image in the window.
 	service time.Duration
 	// aSync, aAsync are A's images finished in the window.
@@ -118,6 +122,7 @@ func run() int {
 	flag.DurationVar(&st.period, "period", 3*time.Second, "interval between the requests of each of B, C and D")
 	flag.DurationVar(&st.warmup, "warmup", 10*time.Second, "load before the window opens")
 	flag.DurationVar(&st.measure, "measure", 60*time.Second, "measured window")
+	flag.DurationVar(&st.drain, "drain", 20*time.Second, "load after the window, for its requests to finish")
 	results := flag.String("results", "", "folder for fairness.md and fairness.targets (bench/run.sh fragments)")
 	policies := flag.String("policies", "fifo,fair", "policies to run, in order")
 	flag.Parse()
@@ -194,7 +199,6 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 	var aDone []time.Time
 	type light struct{ start, end time.Time }
 	var bd []light
-	bdFailed := 0
 	for range st.flood {
 		wg.Add(1)
 		go func() {
@@ -226,12 +230,10 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 					start, end, ok := generate(loadCtx, c, users[i])
 					mu.Lock()
 					defer mu.Unlock()
-					switch {
-					case ok:
-						bd = append(bd, light{start, end})
-					case loadCtx.Err() == nil && start.After(from) && start.Before(until):
-						bdFailed++
+					if !ok {
+						end = time.Time{}
 					}
+					bd = append(bd, light{start, end})
 				}()
 				select {
 				case <-loadCtx.Done():
@@ -261,10 +263,17 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 		AND finished_at >= $2 AND finished_at < $3`, []any{&aAsync}, users[0].ID, from, until); err != nil {
 		return result{}, fmt.Errorf("count A's async jobs: %w", err)
 	}
+	// The load goes on for drain, so that requests of the window finish;
+	// one still waiting then counts with the wait it had so far.
+	fmt.Fprintf(os.Stderr, "fairness: %s: letting the window's requests finish (%s)\n", policy, st.drain)
+	if !sleep(ctx, st.drain) {
+		return result{}, ctx.Err()
+	}
+	cut := time.Now()
 	stopLoad()
 	wg.Wait()
 
-	r := result{policy: policy, window: until.Sub(from), slots: st.gpus * st.slots, busy: sum1 - sum0, aAsync: aAsync, bdFailed: bdFailed}
+	r := result{policy: policy, window: until.Sub(from), slots: st.gpus * st.slots, busy: sum1 - sum0, aAsync: aAsync}
 	r.service = time.Duration(st.service * float64(time.Second))
 	if n1 > n0 {
 		r.service = time.Duration((sum1 - sum0) / (n1 - n0) * float64(time.Second))
@@ -275,12 +284,18 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 		}
 	}
 	for _, l := range bd {
-		if !l.end.Before(from) && l.end.Before(until) {
+		if !l.end.IsZero() && !l.end.Before(from) && l.end.Before(until) {
 			r.bdImages++
 		}
-		if l.start.After(from) && l.end.Before(until) {
-			r.waits = append(r.waits, max(l.end.Sub(l.start)-r.service, 0))
+		if l.start.Before(from) || !l.start.Before(until) {
+			continue
 		}
+		end := l.end
+		if end.IsZero() || end.After(cut) {
+			end = cut
+			r.bdUnfinished++
+		}
+		r.waits = append(r.waits, max(end.Sub(l.start)-r.service, 0))
 	}
 	fmt.Fprintf(os.Stderr, "fairness: %s: done (%d B–D requests measured)\n", policy, len(r.waits))
 	return r, nil
@@ -368,7 +383,7 @@ func report(rs []result, st settings, dir string) int {
 	}
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 	row("service time (mean slot hold)", func(r result) string { return secs(r.service) })
-	row("B–D requests measured (failed)", func(r result) string { return fmt.Sprintf("%d (%d)", len(r.waits), r.bdFailed) })
+	row("B–D requests in the window (unfinished)", func(r result) string { return fmt.Sprintf("%d (%d)", len(r.waits), r.bdUnfinished) })
 	row("B–D p50 wait", func(r result) string { return secs(r.pct(0.5)) })
 	row("B–D p99 wait", func(r result) string { return secs(r.pct(0.99)) })
 	row("A throughput (sync + async)", func(r result) string {
