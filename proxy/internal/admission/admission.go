@@ -237,7 +237,7 @@ func (c *Controller) release(u *user, work float64) {
 type capacity struct {
 	hosts      int     // available hosts
 	unbounded  bool    // some available host reports no slots
-	free       int     // slots left for this replica (less external load)
+	free       int     // reported slots not taken by this replica
 	fleet      int64   // reported slots of available hosts
 	throughput float64 // work units per second over free+running slots
 }
@@ -270,7 +270,13 @@ func (c *Controller) capacity(now time.Time) capacity {
 			continue
 		}
 		cp.fleet += slots
-		mine := max(slots-u.ExternalLoad(), 0)
+		// The slots are counted whole, not less the jobs the host runs
+		// for others (async workers, other replicas): async workers wait
+		// for a slot inside their job and keep every slot busy under a
+		// backlog, so subtracting them would hold synchronous requests
+		// here until they time out. Those jobs share the host's own FIFO
+		// queue with ours instead, as before admission.
+		mine := slots
 		ours += int(mine)
 		spu := u.SecPerUnit()
 		if spu == 0 {

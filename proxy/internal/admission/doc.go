@@ -5,8 +5,12 @@
 // # Capacity
 //
 // The fleet's capacity is the sum, over the available GPU hosts, of the
-// slots each reported in its last /health less the jobs it reported beyond
-// this proxy's own (other replicas', async workers'). A host that reports
+// slots each reported in its last /health; this replica keeps at most that
+// many GPU requests in flight. Jobs the hosts run for others (async River
+// workers, other proxy replicas) are not subtracted: they share each host's
+// own bounded FIFO queue with these requests, as before admission (async
+// workers wait for a slot inside their job and would otherwise keep the
+// proxy's view of the fleet full under a backlog). A host that reports
 // no slots (a legacy host) makes the capacity unbounded: admission then
 // never queues and the host's own queue decides, as before. With no
 // available host at all, requests pass at once and the data path answers
@@ -61,9 +65,9 @@
 // waiters switch the cap on. Nothing touches Redis per request. When Redis
 // fails the replica forgets the remote counts and goes on alone (fail open,
 // counted in redis_fail_open_total{use="admission"} once per failed sync).
-// Replicas see each other with a delay of up to one sync interval and the
-// hosts' load with up to one health interval: fair enough without a
-// central lock.
+// Replicas see each other with a delay of up to one sync interval: fair
+// enough without a central lock. With N replicas a host may get up to N
+// times its slots; its own queue (GPU_QUEUE, 503 beyond) absorbs that.
 //
 // This package never writes HTTP responses, logs, or forwards requests; it
 // only reads request headers to key the user.

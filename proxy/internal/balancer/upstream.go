@@ -141,14 +141,6 @@ func (u *Upstream) SecPerUnit() float64 { return math.Float64frombits(u.secPerUn
 // or 0 when it has not reported any (hosts other than gpusvc).
 func (u *Upstream) Slots() int64 { return u.slots.Load() }
 
-// ExternalLoad returns the jobs the host reported (running and queued)
-// beyond the proxy's own requests at the time of that report: other proxy
-// replicas', async workers' and direct callers'. Never negative; 0 when the
-// host reports no capacity.
-func (u *Upstream) ExternalLoad() int64 {
-	return max(u.repFlight.Load()+u.repQueued.Load()-u.ownAtCheck.Load(), 0)
-}
-
 // Ticket records one request started on an upstream; pass it to Done.
 type Ticket struct {
 	up       *Upstream
