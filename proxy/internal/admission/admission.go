@@ -239,7 +239,7 @@ type capacity struct {
 	unbounded  bool    // some available host reports no slots
 	free       int     // reported slots not taken by this replica
 	fleet      int64   // reported slots of available hosts
-	throughput float64 // work units per second over free+running slots
+	throughput float64 // work units per second of the fleet; +Inf while no speed is learned
 }
 
 // capacity reads the pool. c.mu is held (only for c.running).
@@ -253,10 +253,13 @@ func (c *Controller) capacity(now time.Time) capacity {
 			learned++
 		}
 	}
-	if learned > 0 {
-		prior /= float64(learned)
+	if learned == 0 {
+		// No host has finished a request: the fleet's speed is unknown,
+		// and a guess could refuse requests that would start at once.
+		// Estimate nothing (waiters are still bounded by MaxWait).
+		cp.throughput = math.Inf(1)
 	} else {
-		prior = balancer.DefaultSecPerUnit
+		prior /= float64(learned)
 	}
 	ours := 0
 	for _, u := range hosts {
@@ -279,13 +282,15 @@ func (c *Controller) capacity(now time.Time) capacity {
 		mine := slots
 		ours += int(mine)
 		spu := u.SecPerUnit()
-		if spu == 0 {
+		if spu == 0 && learned > 0 {
 			spu = prior
 			if w := u.Weight(); w > 0 {
 				spu /= w
 			}
 		}
-		cp.throughput += float64(mine) / spu
+		if learned > 0 {
+			cp.throughput += float64(mine) / spu
+		}
 	}
 	cp.free = ours - c.running
 	return cp
@@ -326,7 +331,7 @@ func (c *Controller) grant(u *user, work float64) {
 }
 
 // estimate returns the expected wait of a request with workAhead queued
-// before it.
+// before it; 0 while the fleet's speed is unknown.
 func (c *Controller) estimate(cp capacity, workAhead float64) time.Duration {
 	if cp.throughput <= 0 {
 		return 0

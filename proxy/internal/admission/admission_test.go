@@ -31,9 +31,17 @@ func fleet(tb testing.TB, hosts int, slots int64) *balancer.Pool {
 		require.NoError(tb, err)
 		up := balancer.NewUpstream(int64(i+1), addr, u)
 		up.SetCheck(balancer.CheckResult{At: time.Now(), Slots: slots}, true)
+		learnSpeed(up, time.Second)
 		ups = append(ups, up)
 	}
 	return balancer.NewPool(ups)
+}
+
+// learnSpeed teaches up that one work unit takes perUnit, as a finished
+// request would.
+func learnSpeed(up *balancer.Upstream, perUnit time.Duration) {
+	start := time.Now()
+	up.Start(1, start).Done(start.Add(perUnit), true)
 }
 
 // newController returns a controller over pool with cfg, without Redis.
@@ -196,7 +204,7 @@ func TestLoneUserGetsEverySlot(t *testing.T) {
 
 func TestEstimatePastDeadlineIsRefusedAtOnce(t *testing.T) {
 	t.Parallel()
-	// One slot at the default 1 s per unit; MaxWait 2 s.
+	// One slot at a learned 1 s per unit; MaxWait 2 s.
 	c := newController(t, admission.Config{MaxWait: 2 * time.Second}, fleet(t, 1, 1))
 	admitNow(t, c, heavy, 4)
 	out := make(chan result, 1)
@@ -218,6 +226,20 @@ func TestEstimatePastDeadlineIsRefusedAtOnce(t *testing.T) {
 	require.Equal(t, "2", h.Get(admission.HeaderPosition))
 	require.Equal(t, "3.0", h.Get(admission.HeaderEstimatedStart))
 	require.Equal(t, "1", h.Get("Retry-After"))
+}
+
+func TestNoEstimateBeforeAnySpeedIsLearned(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse("http://10.0.0.1:5000")
+	require.NoError(t, err)
+	up := balancer.NewUpstream(1, u.String(), u)
+	up.SetCheck(balancer.CheckResult{At: time.Now(), Slots: 1}, true)
+	c := newController(t, admission.Config{MaxWait: time.Second}, balancer.NewPool([]*balancer.Upstream{up}))
+	admitNow(t, c, heavy, 100)
+	out := make(chan result, 1)
+	// 100 units at an assumed speed would be refused; the speed is
+	// unknown, so the request may wait.
+	queueUp(t, t.Context(), c, light, 1, out)
 }
 
 func TestWaitEndsAtMaxWait(t *testing.T) {

@@ -68,6 +68,9 @@ func admissionProxy(tb testing.TB, host *gpuHost, slots int64, cfg admission.Con
 	tb.Helper()
 	up := upstream(tb, host.srv.URL)
 	up.SetCheck(balancer.CheckResult{At: time.Now(), Slots: slots}, true)
+	// As if it had finished a request: one work unit per second.
+	start := time.Now()
+	up.Start(1, start).Done(start.Add(time.Second), true)
 	gpu := balancer.NewPool([]*balancer.Upstream{up})
 	account := balancer.NewPool(nil)
 	cfg.JWTSecrets = [][]byte{admissionSecret}
@@ -160,7 +163,7 @@ func TestLightUserServedNextWhileHeavyUserFloods(t *testing.T) {
 func TestDeadlinePastEstimateAnswers503AtOnce(t *testing.T) {
 	t.Parallel()
 	host := newGPUHost(t, 1)
-	// One slot at the default 1 s per unit; a 1-sample 768×768 image is
+	// One slot at a learned 1 s per unit; a 1-sample 768×768 image is
 	// 2.25 units, so the next request would start in about 1.1 s.
 	srv, _ := admissionProxy(t, host, 1, admission.Config{MaxWait: 500 * time.Millisecond}, true)
 	tok := tokenFor(t, 1)
