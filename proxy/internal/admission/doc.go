@@ -52,8 +52,9 @@
 // MaxWait. A request whose estimated start (the work ahead of it plus half
 // the running work, over the fleet's throughput from the hosts' learned
 // seconds per unit) is past MaxWait is refused at once with a *Refusal
-// (503 with Retry-After), not after waiting. A client that goes away leaves
-// the queue.
+// (503 with Retry-After), not after waiting. Until some host has learned its
+// speed nothing is estimated, and waiters are bounded by MaxWait alone. A
+// client that goes away leaves the queue.
 //
 // # Several proxy replicas
 //
