@@ -122,8 +122,8 @@ func (b *gpuBackend) restart(tb testing.TB) {
 type proxyFixture struct {
 	url     string
 	metrics string // the internal metrics listener's base URL
-	db  *pgxpool.Pool
-	app *app.App
+	db      *pgxpool.Pool
+	app     *app.App
 }
 
 func testConfig(account string) app.Config {
