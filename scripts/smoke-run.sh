@@ -89,9 +89,13 @@ for a in "${addrs[@]}"; do
 	if ss -Hltn "sport = :${a##*:}" | grep -q .; then left+=("$a"); fi
 done
 ((${#left[@]} == 0)) || fail "still listening after stop: ${left[*]}"
-if pgrep -f -- 'bin/(proxy|accountsvc|gpusvc)( |$)' >/dev/null; then
-	fail "service processes left: $(pgrep -fa -- 'bin/(proxy|accountsvc|gpusvc)( |$)')"
-fi
+# Only this checkout's processes count (run.sh starts bin/* from $root):
+# another checkout's stack or bench on the same machine is not ours.
+left=()
+for pid in $(pgrep -f -- 'bin/(proxy|accountsvc|gpusvc)( |$)' || true); do
+	[[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$root" ]] && left+=("$(ps -o pid=,args= -p "$pid")")
+done
+((${#left[@]} == 0)) || fail "service processes left: ${left[*]}"
 trap - EXIT
 echo "smoke-run: stopped everything ${elapsed} s after SIGINT"
 echo "smoke-run: ok"
