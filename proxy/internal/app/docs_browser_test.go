@@ -2,9 +2,9 @@ package app_test
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +16,9 @@ import (
 	"github.com/nounsai/sdserver/shared/dbtest"
 )
 
-// renderedOperations lists "METHOD /path" for every operation the Redoc
-// page has rendered: each operation's middle panel shows its method badge
-// (span.http-verb) followed by its path (path-in-middle-panel).
-const renderedOperations = `Array.from(document.querySelectorAll('.http-verb')).map(v =>
-	v.textContent.trim().toUpperCase() + ' ' + (v.nextElementSibling ? v.nextElementSibling.textContent.trim() : ''))`
+// tagSections lists the hrefs of the page's tag groups in the menu
+// (#/accounts, ...); Redoc renders a tag's operations once it is opened.
+const tagSections = `Array.from(document.querySelectorAll('.menu-item-type-group > a[href^="#/"]')).map(a => a.getAttribute('href'))`
 
 // specOperations returns "METHOD /path" for every operation of the
 // document the proxy serves at /openapi.json.
@@ -53,7 +51,8 @@ func specOperations(t *testing.T, base string) []string {
 // in headless chromium, and every operation of the document (method and
 // path) appears in the rendered page. A screenshot is kept
 // (DOCS_SCREENSHOT_DIR keeps a copy). A page whose script does not load
-// renders nothing and fails here.
+// renders nothing and fails here. Redoc renders a tag's operations when
+// the tag is opened, so the test opens each tag from the menu.
 func TestDocsPageRendersEveryOperation(t *testing.T) {
 	t.Parallel()
 	bctx := browsertest.New(t, 120*time.Second)
@@ -63,18 +62,60 @@ func TestDocsPageRendersEveryOperation(t *testing.T) {
 	want := specOperations(t, p.url)
 
 	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(p.url+"/docs")))
-	// Redoc renders every operation at once (no lazy rendering): wait until
-	// as many method badges as operations are on the page.
-	_, err := chromedp.Run(bctx, chromedp.Poll[bool](
-		`document.querySelectorAll('.http-verb').length >= `+strconv.Itoa(len(want)),
-		chromedp.WithPollingInterval(200*time.Millisecond),
-		chromedp.WithPollingTimeout(60*time.Second)))
-	if err != nil {
-		title, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.title + ' | ' + document.body.innerText.slice(0, 300)`))
-		t.Fatalf("/docs did not render the %d operations within 60 s: %v (page: %q)", len(want), err, title)
+	// The script builds the page from /openapi.json: wait for the menu.
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.querySelectorAll('.menu-item-type-group').length > 0`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.title + ' | ' + document.body.innerText.slice(0, 300)`))
+		t.Fatalf("/docs rendered no API menu within 60 s: %v (page: %q)", err, text)
 	}
-	got, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](renderedOperations))
+	tags, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](tagSections))
 	require.NoError(t, err)
+	require.NotEmpty(t, tags)
+	// Open every tag, then every operation from the menu, as a reader
+	// would (Redoc renders sections as they are reached), and collect the
+	// method and path each rendered operation shows.
+	seen := map[string]bool{}
+	click := func(selector string) {
+		t.Helper()
+		_, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => { const a = document.querySelector('`+selector+`'); a.scrollIntoView(); a.click(); return true })()`))
+		require.NoError(t, err, "click %s", selector)
+	}
+	for _, tag := range tags {
+		click(`.menu-item-type-group > a[href="` + tag + `"]`)
+		hrefs, err := chromedp.Run(bctx, chromedp.Poll[[]string](`(() => {
+			const hs = Array.from(document.querySelectorAll('[data-component-name="Menu/Menu"] a[href^="`+tag+`/"]')).map(a => a.getAttribute('href'));
+			return hs.length > 0 ? hs : null })()`,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+		require.NoError(t, err, "tag %s lists no operation in the menu", tag)
+		for _, href := range hrefs {
+			click(`[data-component-name="Menu/Menu"] a[href="` + href + `"]`)
+			// Sections render as they come into view: bring it there once,
+			// then wait for an element whose whole text is a method and a
+			// path (the endpoint line of path-in-middle-panel).
+			_, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => { const s = document.querySelector('[data-section-id="`+href[1:]+`"]'); if (s) s.scrollIntoView(); return true })()`))
+			require.NoError(t, err)
+			// (A description may name another operation the same way, so
+			// every such line of the section counts.)
+			ops, err := chromedp.Run(bctx, chromedp.Poll[[]string](`(() => {
+				const sec = document.querySelector('[data-section-id="`+href[1:]+`"]');
+				if (!sec) return null;
+				const out = [];
+				for (const el of sec.querySelectorAll('*')) {
+					const m = el.textContent.replace(/\s+/g, ' ').trim().match(/^(GET|PUT|POST|DELETE|OPTIONS|HEAD|PATCH|TRACE) ?(\/\S*)$/i);
+					if (m) out.push(m[1].toUpperCase() + ' ' + m[2]);
+				}
+				return out.length > 0 ? out : null })()`,
+				chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+			if err != nil {
+				dump, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('a[href="`+href+`"]')).map(a => JSON.stringify(a.innerText)).join(' | ') + ' || ' + (document.querySelector('[data-section-id="`+href[1:]+`"]') || {innerText: 'no section'}).innerText.slice(0, 400)`))
+				t.Fatalf("operation %s did not render its method and path: %v (links: %s)", href, err, dump)
+			}
+			for _, op := range ops {
+				seen[op] = true
+			}
+		}
+	}
+	got := slices.Sorted(maps.Keys(seen))
 	var missing []string
 	for _, op := range want {
 		if !slices.Contains(got, op) {
@@ -86,5 +127,10 @@ func TestDocsPageRendersEveryOperation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Nouns AI API reference", title)
 	t.Logf("/docs rendered all %d operations", len(want))
+	// The screenshot shows the first tag's operations, from the top.
+	click(`.menu-item-type-group > a[href="` + tags[0] + `"]`)
+	_, err = chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => { window.scrollTo(0, 0); return true })()`))
+	require.NoError(t, err)
+	time.Sleep(time.Second) // let the scroll settle and the section paint
 	browsertest.Screenshot(t, bctx, "docs.png", "DOCS_SCREENSHOT_DIR")
 }
