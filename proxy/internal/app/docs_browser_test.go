@@ -55,7 +55,7 @@ func specOperations(t *testing.T, base string) []string {
 // the tag is opened, so the test opens each tag from the menu.
 func TestDocsPageRendersEveryOperation(t *testing.T) {
 	t.Parallel()
-	bctx := browsertest.New(t, 120*time.Second)
+	bctx := browsertest.New(t, 5*time.Minute) // 76 operations, one by one, under -race and a loaded machine
 	db := dbtest.New(t)
 	account := newGPUBackend(t, "account", 1, time.Millisecond)
 	p := startProxy(t, testConfig(account.URL()), db)
