@@ -69,7 +69,8 @@ test-throwaway: ## database/Redis tests against throwaway servers on spare ports
 		SERVICES_PG_PORT=25432 SERVICES_REDIS_PORT=26379 \
 		scripts/with-services.sh bash -c 'cd shared && go test -count=1 ./dbtest/ ./migrate/ ./ratelimit/'
 
-# smoke-run starts make run, checks every /health and /metrics, sends
+# smoke-run starts make run, checks every /health, /metrics on the metrics
+# listeners (404 on the public ports), sends
 # SIGINT and checks nothing is left (scripts/smoke-run.sh).
 .PHONY: smoke-run
 smoke-run: ## make run, probe every service, Ctrl-C, check nothing is left

@@ -107,7 +107,10 @@ next_port() {
 start() {
 	local name=$1
 	shift
-	local envs=()
+	# The proxy's and accountsvc's /metrics listener on a kernel-chosen port:
+	# its default (HTTP port + 1000) could be taken on a busy machine, and
+	# no bench reads those metrics (gpusvc's are on its own address).
+	local envs=("METRICS_ADDR=127.0.0.1:0")
 	while [[ $1 != -- ]]; do
 		envs+=("$1")
 		shift

@@ -10,7 +10,10 @@
 # service dies on its own, the rest are stopped and run.sh exits non-zero.
 #
 # Overrides (environment): PROXY_ADDR, ACCOUNTSVC_ADDR, GPUSVC_ADDRS
-# (comma-separated; each host:port or http://host:port), JWT_SECRET,
+# (comma-separated; each host:port or http://host:port), PROXY_METRICS_ADDR
+# and ACCOUNTSVC_METRICS_ADDR (their internal /metrics listeners, default
+# 127.0.0.1:9080 and 127.0.0.1:9081; gpusvc serves /metrics on its own
+# address), JWT_SECRET,
 # CHALLENGE_TOKEN, ADMIN_TOKEN, APP_BASE_URL, SIGNUP_BONUS_CREDITS,
 # RATE_LIMITS (off disables every limit), CONFIG_FILE, DATABASE_URL, REDIS_URL,
 # and RUN_SKIP_BUILD=1 to reuse the binaries already in bin/.
@@ -37,6 +40,8 @@ host_port() {
 
 proxy_addr=$(host_port "${PROXY_ADDR:-127.0.0.1:8080}")
 accountsvc_addr=$(host_port "${ACCOUNTSVC_ADDR:-127.0.0.1:8081}")
+proxy_metrics_addr=$(host_port "${PROXY_METRICS_ADDR:-127.0.0.1:9080}")
+accountsvc_metrics_addr=$(host_port "${ACCOUNTSVC_METRICS_ADDR:-127.0.0.1:9081}")
 IFS=, read -r -a gpusvc_raw <<<"${GPUSVC_ADDRS:-127.0.0.1:8091,127.0.0.1:8092}"
 gpusvc_addrs=()
 for a in "${gpusvc_raw[@]}"; do
@@ -111,7 +116,8 @@ port_free() {
 	# shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
 	! timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "${1%:*}" "${1##*:}" 2>/dev/null
 }
-for pair in "PROXY_ADDR=$proxy_addr" "ACCOUNTSVC_ADDR=$accountsvc_addr" "${gpusvc_addrs[@]/#/GPUSVC_ADDRS=}"; do
+for pair in "PROXY_ADDR=$proxy_addr" "ACCOUNTSVC_ADDR=$accountsvc_addr" "${gpusvc_addrs[@]/#/GPUSVC_ADDRS=}" \
+	"PROXY_METRICS_ADDR=$proxy_metrics_addr" "ACCOUNTSVC_METRICS_ADDR=$accountsvc_metrics_addr"; do
 	port_free "${pair#*=}" || die "${pair#*=} is already in use (set ${pair%%=*} to another address)"
 done
 
@@ -167,7 +173,7 @@ start() {
 	names+=("$name")
 }
 
-start accountsvc "HTTP_ADDR=$accountsvc_addr" "DEV_DISCORD_DIR=$run_dir/discord" -- bin/accountsvc
+start accountsvc "HTTP_ADDR=$accountsvc_addr" "METRICS_ADDR=$accountsvc_metrics_addr" "DEV_DISCORD_DIR=$run_dir/discord" -- bin/accountsvc
 i=0
 for a in "${gpusvc_addrs[@]}"; do
 	i=$((i + 1))
@@ -176,7 +182,7 @@ for a in "${gpusvc_addrs[@]}"; do
 	start "gpusvc-$i" "HTTP_ADDR=$a" "PUBLIC_URL=http://$a" \
 		"VIDEO_WEBHOOK_URL=${VIDEO_WEBHOOK_URL:-http://$accountsvc_addr/dev/discord/webhook}" -- bin/gpusvc
 done
-start proxy "HTTP_ADDR=$proxy_addr" "ACCOUNTSVC_URLS=http://$accountsvc_addr" -- bin/proxy
+start proxy "HTTP_ADDR=$proxy_addr" "METRICS_ADDR=$proxy_metrics_addr" "ACCOUNTSVC_URLS=http://$accountsvc_addr" -- bin/proxy
 
 # dead_service prints the name of a service that has exited, if any.
 dead_service() {
@@ -226,9 +232,9 @@ rate_limits="on (RATE_LIMITS=off turns them off)"
 cat >&2 <<EOF || true
 
 ==================================================================== ready ===
-  proxy        $proxy_url
-  accountsvc   http://$accountsvc_addr
-  gpusvc       ${gpusvc_urls[*]}
+  proxy        $proxy_url   (metrics http://$proxy_metrics_addr/metrics)
+  accountsvc   http://$accountsvc_addr   (metrics http://$accountsvc_metrics_addr/metrics)
+  gpusvc       ${gpusvc_urls[*]}   (metrics on /metrics of each)
   database     $(redact_url "$DATABASE_URL")
   redis        $(redact_url "$REDIS_URL")
   JWT secret   $jwt_shown

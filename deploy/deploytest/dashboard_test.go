@@ -145,11 +145,12 @@ func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
 }
 
 // TestPrometheusScrapesTheServices checks that the compose scrape config
-// names every service at its compose address.
+// names every service at its metrics address (the proxy's and
+// accountsvc's METRICS_ADDR port, gpusvc's own port).
 func TestPrometheusScrapesTheServices(t *testing.T) {
 	t.Parallel()
 	b := string(readFile(t, filepath.Join(deployDir, "monitoring", "prometheus-compose.yml")))
-	for _, target := range []string{"proxy:8080", "accountsvc:8081", "gpusvc:8091"} {
+	for _, target := range []string{"proxy:9080", "accountsvc:9081", "gpusvc:8091"} {
 		require.Contains(t, b, target)
 	}
 	k8s := string(readFile(t, filepath.Join(deployDir, "monitoring", "prometheus.yml")))

@@ -277,6 +277,11 @@ func TestKubernetesBaseSemantics(t *testing.T) {
 		require.NotNil(t, d.Spec.Selector, name)
 		require.True(t, selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels), "%s selector must match its pods", name)
 		require.True(t, selects(services[name].Spec.Selector, d.Spec.Template.Labels), "Service %s must select its pods", name)
+		for _, sp := range services[name].Spec.Ports {
+			// The metrics port stays off every Service: Prometheus scrapes
+			// the pods, and nothing routable reaches the metrics.
+			require.Equal(t, "http", sp.TargetPort.String(), "Service %s port %s", name, sp.Name)
+		}
 		require.NotNil(t, pdbs[name].Spec.Selector, name)
 		require.True(t, selects(pdbs[name].Spec.Selector.MatchLabels, d.Spec.Template.Labels), "PDB %s must select its pods", name)
 		pods["deployment/"+name] = d.Spec.Template
@@ -287,7 +292,19 @@ func TestKubernetesBaseSemantics(t *testing.T) {
 			require.Equal(t, "/health", p.HTTPGet.Path, "%s probes", name)
 		}
 		require.NotEmpty(t, c.Ports, name)
-		require.Equal(t, fmt.Sprintf("%d", c.Ports[0].ContainerPort), d.Spec.Template.Annotations["prometheus.io/port"], "%s scrape port", name)
+		// Prometheus scrapes the port named metrics (the internal
+		// METRICS_ADDR listener of the proxy and accountsvc), else the
+		// only port (gpusvc, on the private network).
+		scrape := c.Ports[0]
+		for _, p := range c.Ports {
+			if p.Name == "metrics" {
+				scrape = p
+				addr, ok := envValue(c, "METRICS_ADDR")
+				require.True(t, ok, "%s has a metrics port, so sets METRICS_ADDR", name)
+				require.Equal(t, fmt.Sprintf("0.0.0.0:%d", p.ContainerPort), addr.Value, name)
+			}
+		}
+		require.Equal(t, fmt.Sprintf("%d", scrape.ContainerPort), d.Spec.Template.Annotations["prometheus.io/port"], "%s scrape port", name)
 		addr, ok := envValue(c, "HTTP_ADDR")
 		require.True(t, ok, "%s sets HTTP_ADDR", name)
 		require.Equal(t, fmt.Sprintf("0.0.0.0:%d", c.Ports[0].ContainerPort), addr.Value, name)

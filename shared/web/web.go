@@ -20,7 +20,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/edgepolicy"
@@ -33,7 +32,9 @@ type Options struct {
 	Service string
 	// Log receives access logs, recovered panics and 5xx causes.
 	Log *zap.Logger
-	// Registry receives the HTTP metrics; /metrics serves it.
+	// Registry receives the HTTP metrics. New does not serve it: the
+	// caller serves it on an internal listener (ServeWithMetrics) or, for
+	// a service on a private network, registers MetricsHandler itself.
 	Registry *prometheus.Registry
 	// BodyLimit is the maximum request body in bytes; 0 means 5 MiB.
 	BodyLimit int64
@@ -55,7 +56,8 @@ type Options struct {
 const DefaultBodyLimit = 5 << 20
 
 // New returns an echo instance with the shared middleware chain and error
-// handler installed, and GET /metrics registered. A GET or HEAD whose
+// handler installed; it registers no route (not even /metrics, see
+// ServeWithMetrics). A GET or HEAD whose
 // database connection was lost before its statement ran is answered by a
 // second run on a fresh connection (retryReads).
 func New(opts Options) *echo.Echo {
@@ -84,7 +86,6 @@ func New(opts Options) *echo.Echo {
 		e.Use(cors())
 	}
 	e.Use(bodyLimit(opts.BodyLimit), retryReads())
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})))
 	return e
 }
 

@@ -3,6 +3,7 @@ package web_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,13 +156,78 @@ func TestNoCORSWhenOff(t *testing.T) {
 	require.Empty(t, w.Header().Get("Access-Control-Allow-Origin"))
 }
 
-func TestMetrics(t *testing.T) {
+// TestMetricsOnlyOnTheMetricsListener: the public server built by New
+// answers GET /metrics with a 404 JSON (issue 13: metrics were public);
+// ServeWithMetrics serves the registry, with the public server's request
+// counts, on the second listener, and stops both when ctx ends.
+func TestMetricsOnlyOnTheMetricsListener(t *testing.T) {
 	t.Parallel()
-	e, _ := newTestEcho(t)
-	do(e, "GET", "/credits", "", nil)
-	w := do(e, "GET", "/metrics", "", nil)
-	require.Equal(t, 200, w.Code)
-	require.True(t, bytes.Contains(w.Body.Bytes(), []byte(`http_requests_total{method="GET",route="/credits",service="test",status="402"} 1`)), w.Body.String())
+	core, _ := observer.New(zap.InfoLevel)
+	reg := prometheus.NewRegistry()
+	e := web.New(web.Options{Service: "test", Log: zap.New(core), Registry: reg})
+	e.GET("/credits", func(echo.Context) error { return apperr.InsufficientCredits(3, 10) })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- web.ServeWithMetrics(ctx, web.NewServer(e), ln, mln, reg, zap.New(core), time.Second) }()
+	public, metrics := "http://"+ln.Addr().String(), "http://"+mln.Addr().String()
+
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	code, _ := get(public + "/credits")
+	require.Equal(t, http.StatusPaymentRequired, code)
+	code, body := get(public + "/metrics")
+	require.Equal(t, http.StatusNotFound, code, body)
+	require.JSONEq(t, `{"message":"Not Found"}`, body)
+
+	code, body = get(metrics + "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `http_requests_total{method="GET",route="/credits",service="test",status="402"} 1`)
+	code, body = get(metrics + "/credits")
+	require.Equal(t, http.StatusNotFound, code, body)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeWithMetrics did not return after ctx ended")
+	}
+	_, err = http.Get(metrics + "/metrics")
+	require.Error(t, err, "the metrics listener is closed with the main one")
+}
+
+// TestServeWithMetricsStopsWhenMetricsFails: a metrics listener that
+// fails takes the main server down with it rather than leaving a service
+// whose metrics silently vanished.
+func TestServeWithMetricsStopsWhenMetricsFails(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NoError(t, mln.Close()) // Accept fails at once
+	done := make(chan error, 1)
+	go func() {
+		done <- web.ServeWithMetrics(t.Context(), web.NewServer(http.NotFoundHandler()), ln, mln, prometheus.NewRegistry(), zap.NewNop(), time.Second)
+	}()
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "metrics")
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeWithMetrics kept serving after the metrics listener failed")
+	}
 }
 
 // TestClientIPTrustsOnlyTrustedProxies: the access log's client address

@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -71,5 +72,12 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	if err != nil {
 		return err
 	}
-	return a.Serve(ctx, ln)
+	var metrics net.Listener
+	if cfg.MetricsAddr != "" {
+		if metrics, err = web.Listen(cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+	}
+	return a.Serve(ctx, ln, metrics)
 }

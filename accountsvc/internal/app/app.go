@@ -242,15 +242,19 @@ func (a *App) routesAccounts(ctx context.Context) error {
 // Handler returns the HTTP handler (for tests).
 func (a *App) Handler() http.Handler { return a.echo }
 
-// Serve serves HTTP on ln until ctx ends, then shuts down within one
+// Serve serves HTTP on ln, and the metrics on metrics (nil: nowhere; the
+// public listener never serves them), until ctx ends, then shuts down
+// within one
 // ShutdownTimeout: the HTTP drain and the email queue's soft stop run side
 // by side against the same deadline, then pending object deletions get
 // what is left of it.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	errc := make(chan error, 1)
-	go func() { errc <- web.Serve(httpCtx, web.NewServer(a.echo), ln, a.log, a.cfg.ShutdownTimeout) }()
+	go func() {
+		errc <- web.ServeWithMetrics(httpCtx, web.NewServer(a.echo), ln, metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
+	}()
 	var serveErr error
 	select {
 	case serveErr = <-errc:

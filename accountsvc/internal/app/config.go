@@ -20,6 +20,11 @@ import (
 // variable (and legacy config.json key) in LoadConfig.
 type Config struct {
 	config.Common
+	// MetricsAddr is the internal listener serving GET /metrics
+	// (METRICS_ADDR; default loopback on the HTTP port + 1000, e.g.
+	// 127.0.0.1:9081 for :8081; "off" gives "", no metrics listener). The
+	// public listener (api-cpu) answers /metrics with 404.
+	MetricsAddr string
 	// Areas append their own settings below (one struct per area).
 
 	// Storage is the media storage backend (library area; see
@@ -83,6 +88,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		Storage: storage.LoadConfig(l),
 		Library: loadLibraryConfig(l),
 	}
+	cfg.MetricsAddr = config.LoadMetricsAddr(l, cfg.HTTPAddr)
 	cfg.Credits = credits.LoadConfig(l, cfg.Environment)
 	cfg.Jobs = jobs.LoadConfig(l)
 	if cfg.Environment == "local" {

@@ -201,7 +201,10 @@ func (s *Stack) env(kind, own map[string]string) []string {
 
 // service prepares (does not start) a service process listening on addr.
 func (s *Stack) service(name, bin, addr string, kind, own map[string]string) *Service {
-	all := map[string]string{"HTTP_ADDR": addr, "APP_BASE_URL": "http://" + addr}
+	// METRICS_ADDR on port 0: the default (HTTP port + 1000) may be taken
+	// on a busy machine; the stack reads only gpusvc's metrics, which are
+	// on its own address.
+	all := map[string]string{"HTTP_ADDR": addr, "APP_BASE_URL": "http://" + addr, "METRICS_ADDR": "127.0.0.1:0"}
 	maps.Copy(all, own)
 	env := s.env(kind, all)
 	return &Service{

@@ -81,6 +81,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit,
 		TrustedProxies: cfg.TrustedProxies})
+	// gpusvc keeps /metrics on its own listener: it sits on the private
+	// network, reached only by the proxy (which never forwards /metrics)
+	// and Prometheus (docs/security.md, "Listeners").
+	a.echo.GET(web.MetricsPath, web.MetricsHandler(a.reg))
 	if err := a.routes(); err != nil {
 		a.Close()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -79,6 +80,13 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	if err != nil {
 		return err
 	}
+	var metrics net.Listener
+	if cfg.MetricsAddr != "" {
+		if metrics, err = web.Listen(cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+	}
 	// The access log (a line per forwarded request) is buffered so a slow
 	// log reader never stalls the data path; flushed at shutdown.
 	accessLog, stopAccessLog, err := logging.NewBuffered(cfg.LogFormat, cfg.LogLevel)
@@ -86,6 +94,6 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 		return err
 	}
 	defer stopAccessLog()
-	return app.Run(ctx, cfg, log, app.Deps{DB: pool, Redis: rc, Registry: reg,
+	return app.Run(ctx, cfg, log, app.Deps{DB: pool, Redis: rc, Registry: reg, Metrics: metrics,
 		AccessLog: accessLog.With(zap.String("service", "proxy"))}, ln)
 }

@@ -1,8 +1,8 @@
 // Package admin serves the proxy's own routes with echo: GET /health,
 // GET /admin/hosts (admin token, through adminguard; hosts and the
 // admission queue) and GET|POST
-// /refresh_hosts (the legacy reload, challenge token checked by the caller). /metrics is registered by
-// shared/web.
+// /refresh_hosts (the legacy reload, challenge token checked by the caller). /metrics is not
+// here: it is served on the internal metrics listener only (shared/web.ServeWithMetrics).
 //
 // This package must never forward requests to upstreams.
 package admin
@@ -44,7 +44,7 @@ type Handler struct {
 
 // Paths are the paths Routes serves; the proxy sends every other path to
 // the data path.
-var Paths = []string{"/health", "/metrics", "/admin/hosts", "/refresh_hosts"}
+var Paths = []string{"/health", "/admin/hosts", "/refresh_hosts"}
 
 // Routes registers the routes on e.
 func (h *Handler) Routes(e *echo.Echo) {
@@ -127,19 +127,18 @@ func (h *Handler) handleHostsList(c echo.Context) error {
 }
 
 type refreshResponse struct {
-	Hosts []string `json:"hosts"`
+	Message  string `json:"message"`
+	GPUHosts int    `json:"gpu_hosts"`
 }
 
-// handleHostsRefresh reloads api_hosts at once and lists the addresses now
-// in the GPU pool (the legacy proxy meant to; it answered 500, P2).
+// handleHostsRefresh reloads api_hosts at once and says how many GPU hosts
+// the pool now holds (the legacy proxy meant to reload; it answered 500,
+// P2). It never names them: the challenge token that guards this route is
+// public, and the addresses are for operators (GET /admin/hosts).
 func (h *Handler) handleHostsRefresh(c echo.Context) error {
 	ups, err := h.Hosts.Reload(c.Request().Context())
 	if err != nil {
 		return apperr.Wrap(apperr.KindUnavailable, "Could not reload the hosts", err)
 	}
-	out := refreshResponse{Hosts: make([]string, 0, len(ups))}
-	for _, u := range ups {
-		out.Hosts = append(out.Hosts, u.Address)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, refreshResponse{Message: "Hosts reloaded", GPUHosts: len(ups)})
 }

@@ -43,8 +43,12 @@ type Deps struct {
 	DB *pgxpool.Pool
 	// Redis counts the rate limits; nil turns them off.
 	Redis *redis.Client
-	// Registry receives the metrics served on /metrics; nil makes one.
+	// Registry receives the metrics; nil makes one. It is served on
+	// Metrics, never on the public listener.
 	Registry *prometheus.Registry
+	// Metrics is the internal listener serving GET /metrics
+	// (Config.MetricsAddr); nil serves the metrics nowhere. Run closes it.
+	Metrics net.Listener
 	// AccessLog receives the data path's access log (one line per upstream
 	// attempt); nil means the proxy's logger. A logger writing through a
 	// buffer (zapcore.BufferedWriteSyncer, stopped by the caller) saves a
@@ -64,6 +68,8 @@ type App struct {
 	gpu       *balancer.Pool
 	account   *balancer.Pool
 	admission *admission.Controller
+	reg       *prometheus.Registry
+	metrics   net.Listener // nil: no metrics listener
 }
 
 // New builds the proxy. It starts nothing; Run does.
@@ -191,6 +197,8 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		gpu:       gpu,
 		account:   account,
 		admission: admit,
+		reg:       reg,
+		metrics:   deps.Metrics,
 		checker: health.NewChecker(health.Config{
 			Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
 			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
@@ -202,7 +210,9 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 }
 
 // route sends the proxy's own paths to echo and everything else to the
-// data path.
+// data path. /metrics goes to echo too, which has no such route (404):
+// the metrics are on the internal listener only (Deps.Metrics), and the
+// path is never forwarded upstream.
 func route(e *echo.Echo, refresh, data http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if console.Serves(r.URL.Path) { // ops console
@@ -227,7 +237,8 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Pools returns the GPU and account pools (for tests and tools).
 func (a *App) Pools() (gpu, account *balancer.Pool) { return a.gpu, a.account }
 
-// Run loads api_hosts, then serves on ln until ctx ends; it then stops
+// Run loads api_hosts, then serves on ln (and the metrics on
+// Deps.Metrics) until ctx ends; it then stops
 // accepting, drains in-flight requests for at most ShutdownTimeout, and
 // stops the host listener and health checker. It returns nil after a clean
 // shutdown.
@@ -255,7 +266,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 
 	srv := web.NewServer(a.handler)
 	srv.ErrorLog = zap.NewStdLog(a.log.Named("http"))
-	return web.Serve(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), a.log, a.cfg.ShutdownTimeout)
+	return web.ServeWithMetrics(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), a.metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
 }
 
 // Run builds the proxy and runs it on ln until ctx ends (see App.Run).

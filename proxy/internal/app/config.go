@@ -17,6 +17,12 @@ import (
 type Config struct {
 	config.Common
 
+	// MetricsAddr is the internal listener serving GET /metrics
+	// (METRICS_ADDR; default loopback on the HTTP port + 1000, e.g.
+	// 127.0.0.1:9080 for :8080; "off" gives "", no metrics listener). The
+	// public listener answers /metrics with 404.
+	MetricsAddr string
+
 	// AccountURLs are the accountsvc instances that serve every non-GPU
 	// route (ACCOUNTSVC_URLS, comma-separated; default
 	// http://127.0.0.1:8081). They are health-checked like GPU hosts.
@@ -108,6 +114,7 @@ func Load(l *config.Loader) Config {
 	// The proxy drains in-flight generations on shutdown, so its default
 	// drain covers the GPU timeout (SHUTDOWN_TIMEOUT still wins).
 	c.ShutdownTimeout = l.Duration("SHUTDOWN_TIMEOUT", "", c.GPUTimeout+5*time.Second)
+	c.MetricsAddr = config.LoadMetricsAddr(l, c.HTTPAddr)
 	return c
 }
 

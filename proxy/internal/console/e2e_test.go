@@ -1,16 +1,11 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"image/color"
-	stdpng "image/png"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,12 +16,10 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/app"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/proxy/internal/browsertest"
 	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/dbtest"
 )
-
-// chromiumPath is Debian's chromium, which `make test` installs.
-const chromiumPath = "/usr/bin/chromium"
 
 // newGPUBackend is a gpusvc-like host answering /health with its capacity.
 func newGPUBackend(tb testing.TB, queued int) *httptest.Server {
@@ -76,40 +69,6 @@ func startProxy(tb testing.TB, db *pgxpool.Pool, account string) (string, *app.A
 	return "http://" + ln.Addr().String(), a
 }
 
-// newBrowser starts headless Debian chromium with a fresh profile and
-// returns a tab context bounded by timeout.
-func newBrowser(tb testing.TB, timeout time.Duration) context.Context {
-	tb.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		tb.Fatalf("%s is missing (%v): install Debian's chromium (apt-get install -y chromium; `make test` does)", chromiumPath, err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.WindowSize(1600, 900),
-		chromedp.UserDataDir(filepath.Join(tb.TempDir(), "chromium-profile")),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	tabCtx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(tb.Logf))
-	ctx, cancelTimeout := context.WithTimeout(tabCtx, timeout)
-	tb.Cleanup(func() {
-		cancelTimeout()
-		cancelTab()
-		cancelAlloc()
-	})
-	return ctx
-}
-
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t)
@@ -127,7 +86,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	base, proxy := startProxy(t, db, account.URL)
 
-	bctx := newBrowser(t, 90*time.Second)
+	bctx := browsertest.New(t, 90*time.Second)
 	rowA := `#gpu-hosts tr[data-host-id="` + itoa(idA) + `"]`
 	rowB := `#gpu-hosts tr[data-host-id="` + itoa(idB) + `"]`
 
@@ -182,27 +141,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// A full-page screenshot of the drained state.
-	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	require.NoError(t, err)
-	shot := filepath.Join(t.TempDir(), "console.png")
-	require.NoError(t, os.WriteFile(shot, png, 0o644))
-	// The screenshot is a real render of the page, not a blank canvas.
-	img, err := stdpng.Decode(bytes.NewReader(png))
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, img.Bounds().Dx(), 600)
-	require.GreaterOrEqual(t, img.Bounds().Dy(), 300)
-	colours := map[color.Color]bool{}
-	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 7 {
-		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 7 {
-			colours[img.At(x, y)] = true
-		}
-	}
-	require.Greater(t, len(colours), 5, "the screenshot is blank")
-	t.Logf("screenshot: %s", shot)
-	if dir := os.Getenv("CONSOLE_SCREENSHOT_DIR"); dir != "" {
-		// t.TempDir is removed when the test ends; keep a copy on request.
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "console.png"), png, 0o644))
-	}
+	browsertest.Screenshot(t, bctx, "console.png", "CONSOLE_SCREENSHOT_DIR")
 
 	// Undrain it again.
 	require.NoError(t, chromedp.Do(bctx,
