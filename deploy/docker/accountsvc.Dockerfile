@@ -38,11 +38,14 @@ RUN apt-get update \
 COPY --from=build /out/app/accountsvc /app/accountsvc
 USER 65532:65532
 WORKDIR /var/lib/nounsai
+# METRICS_ADDR: /metrics on its own port, reachable on the container network
+# for Prometheus; never publish it (docs/security.md, "What listens where").
 ENV HTTP_ADDR=0.0.0.0:8081 \
+    METRICS_ADDR=0.0.0.0:9081 \
     LOG_FORMAT=json \
     STORAGE_DIR=/var/lib/nounsai/storage \
     OUTBOX_DIR=/var/lib/nounsai/outbox
-EXPOSE 8081
+EXPOSE 8081 9081
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/app/accountsvc", "healthcheck"]
 ENTRYPOINT ["/app/accountsvc"]

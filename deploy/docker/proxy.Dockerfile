@@ -35,11 +35,14 @@ COPY --from=build /out/app/proxy /app/proxy
 COPY --from=build --chown=65532:65532 /out/var/lib/nounsai /var/lib/nounsai
 USER 65532:65532
 WORKDIR /var/lib/nounsai
+# METRICS_ADDR: /metrics on its own port, reachable on the container network
+# for Prometheus; never publish it (docs/security.md, "What listens where").
 ENV HTTP_ADDR=0.0.0.0:8080 \
+    METRICS_ADDR=0.0.0.0:9080 \
     LOG_FORMAT=json \
     STORAGE_DIR=/var/lib/nounsai/storage \
     OUTBOX_DIR=/var/lib/nounsai/outbox
-EXPOSE 8080
+EXPOSE 8080 9080
 # The image has no curl: "proxy healthcheck" GETs http://127.0.0.1:<HTTP_ADDR
 # port>/health and exits 0 on 200, 1 otherwise.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
