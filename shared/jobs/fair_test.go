@@ -247,3 +247,32 @@ func TestEnqueueBurstOnASmallPool(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// TestQueuePositionFollowsTheFairOrder: the position a waiting job reports
+// is its rank in the order River fetches, so in fair mode a light user's
+// job behind a heavy user's backlog reports the few jobs really ahead of
+// it (here one: A's first job, same tag, lower id) and A's last job comes
+// last, and in FIFO mode B waits behind the whole backlog.
+func TestQueuePositionFollowsTheFairOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		mode           string
+		light, heavyAt int
+	}{{jobs.FairnessFair, 2, 6}, {jobs.FairnessFIFO, 6, 5}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fairConfig(tc.mode))
+			a, b := f.user(t, 0), f.user(t, 0)
+			heavy := enqueueImages(t, f, a, 5, 1)
+			light := enqueueImages(t, f, b, 1, 1)[0]
+			pos, err := f.store.QueuePosition(ctx, light)
+			require.NoError(t, err)
+			require.NotNil(t, pos)
+			require.Equal(t, tc.light, *pos, "B's position")
+			last, err := f.store.QueuePosition(ctx, heavy[4])
+			require.NoError(t, err)
+			require.Equal(t, tc.heavyAt, *last, "A's last job's position")
+		})
+	}
+}

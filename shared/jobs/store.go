@@ -152,8 +152,17 @@ func (s *Store) forRef(ctx context.Context, column string, id int64) (Job, error
 	return j, nil
 }
 
+// aheadInFetchOrder holds when queued job o comes before or is job j in
+// the order River fetches queued jobs: tagged jobs (fair mode) first by
+// their fair tag, since their River scheduled_at lies in the past in tag
+// order, then untagged ones (FIFO mode) by arrival; the id breaks ties as
+// River's does.
+const aheadInFetchOrder = `(o.fair_at IS NULL, COALESCE(o.fair_at, 0), o.queued_at, o.id) <=
+    (j.fair_at IS NULL, COALESCE(j.fair_at, 0), j.queued_at, j.id)`
+
 // QueuePosition returns the legacy queue field of a job: its 1-based rank
-// among all QUEUED jobs by queue time when QUEUED, 0 when PROCESSING, and
+// among all QUEUED jobs in the order they will be fetched (the fair order
+// in fair mode, arrival in FIFO mode) when QUEUED, 0 when PROCESSING, and
 // nil when it is in a terminal state.
 func (s *Store) QueuePosition(ctx context.Context, j Job) (*int, error) {
 	switch j.State {
@@ -163,7 +172,7 @@ func (s *Store) QueuePosition(ctx context.Context, j Job) (*int, error) {
 	case StateQueued:
 		var n int
 		err := s.pool.QueryRow(ctx, `
-SELECT count(*) FROM jobs WHERE state = 'QUEUED' AND (queued_at, id) <= ($1, $2)`, j.QueuedAt, j.ID).Scan(&n)
+SELECT count(*) FROM jobs o, jobs j WHERE j.id = $1 AND o.state = 'QUEUED' AND `+aheadInFetchOrder, j.ID).Scan(&n)
 		if err != nil {
 			return nil, fmt.Errorf("queue position of job %d: %w", j.ID, err)
 		}
@@ -183,7 +192,7 @@ func (s *Store) AudioQueuePosition(ctx context.Context, q db.Querier, audioID in
 	err = q.QueryRow(ctx, `
 SELECT j.state,
        CASE WHEN j.state = 'QUEUED' THEN (SELECT count(*) FROM jobs o
-            WHERE o.kind = 'audio' AND o.state = 'QUEUED' AND (o.queued_at, o.id) <= (j.queued_at, j.id)) ELSE 0 END
+            WHERE o.kind = 'audio' AND o.state = 'QUEUED' AND `+aheadInFetchOrder+`) ELSE 0 END
 FROM jobs j WHERE j.audio_id = $1 ORDER BY j.id DESC LIMIT 1`, audioID).Scan(&state, &n)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
