@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -43,9 +42,9 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
 	if err != nil {
 		return err
 	}
-	cfg := app.Load(l)
-	if err := errors.Join(l.Err(), cfg.Validate()); err != nil {
-		return fmt.Errorf("config: %w", err)
+	cfg, err := app.LoadConfig(l)
+	if err != nil {
+		return err
 	}
 	log, err := logging.New(cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
