@@ -35,9 +35,6 @@ const (
 	KindVideo Kind = "video" // uploaded clips and rendered projects (mp4 keys)
 )
 
-// Kinds lists every kind.
-var Kinds = []Kind{KindImage, KindAudio, KindVideo}
-
 // ErrNotFound is wrapped by Get when the object does not exist.
 var ErrNotFound = errors.New("storage object not found")
 

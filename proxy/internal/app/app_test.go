@@ -70,7 +70,7 @@ func (b *gpuBackend) serve(ln net.Listener) {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		work := balancer.Estimate(gpuroute.Lookup(r.Method, r.URL.Path), body)
+		work := balancer.EstimatePrefix(gpuroute.Lookup(r.Method, r.URL.Path), body, true)
 		if r.URL.Path == "/slow" || strings.Contains(string(body), `"slow"`) {
 			work = 1 / b.perUnit.Seconds() // one second at speed 1
 		}
