@@ -155,7 +155,7 @@ func startProxy(tb testing.TB, cfg app.Config, db *pgxpool.Pool) proxyFixture {
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
+	go func() { done <- a.Serve(ctx, ln) }()
 	tb.Cleanup(func() {
 		cancel()
 		require.NoError(tb, <-done)
@@ -368,7 +368,7 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx, ln) }()
+		go func() { done <- a.Serve(ctx, ln) }()
 		t.Cleanup(func() { cancel(); <-done })
 		urls = append(urls, "http://"+ln.Addr().String())
 	}
