@@ -80,7 +80,7 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo
 	echo "| section | target | measured | verdict |"
 	echo "|---|---|---|---|"
-	cat "$out"/*.targets 2>/dev/null | awk -F'|' '{ v = ($4 == "met") ? "met" : "**missed**"; printf "| %s | %s | %s | %s |\n", $1, $2, $3, v }'
+	cat "$out"/*.targets 2>/dev/null | awk -F'|' '{ v = ($4 == "missed") ? "**missed**" : $4; printf "| %s | %s | %s | %s |\n", $1, $2, $3, v }'
 	echo
 	for s in "${sections[@]}"; do
 		[[ -s $out/$s.md ]] && cat "$out/$s.md" && echo

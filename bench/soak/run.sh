@@ -5,8 +5,8 @@
 # own throwaway PostgreSQL and Redis on free loopback ports) and drives mixed
 # traffic through the proxy (logins, generations, library reads, uploads)
 # for SOAK_DURATION (default 10m) after a 30 s warm-up. It reports the
-# errors (target: 0), p50/p99 per route, and the RSS of every process at
-# the start and the end (target: end / start <= 1.20 for each).
+# errors (target: 0), p50/p99 per route, and the RSS and footprint (Pss without shared memory) of every process at
+# the start and the end (target: footprint end / start <= 1.20 for each).
 #
 # Environment: SOAK_DURATION (a Go duration, default 10m), SOAK_CLIENTS
 # (default 8), BENCH_SKIP_BUILD=1.

@@ -66,14 +66,70 @@ func RSS(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for _, f := range strings.Fields(string(children)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			n, _ := vmRSS(c)
-			total += n
-		}
+	for _, c := range children(pid) {
+		n, _ := vmRSS(c)
+		total += n
 	}
 	return total, nil
+}
+
+// Footprint is the memory in bytes that pid and its direct children hold on
+// their own: the sum of their proportional set sizes without shared memory
+// (Pss - Pss_Shmem, from /proc/<pid>/smaps_rollup). Unlike RSS it does not
+// count PostgreSQL's shared buffers once per backend that touched them, nor
+// libraries shared between processes more than once; it grows when a
+// process's own heap grows.
+func Footprint(pid int) (int64, error) {
+	total, err := ownPSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range children(pid) {
+		n, _ := ownPSS(c)
+		total += n
+	}
+	return total, nil
+}
+
+func children(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ownPSS is Pss minus Pss_Shmem of one process, in bytes.
+func ownPSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fields := map[string]int64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "Pss" && name != "Pss_Shmem") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("smaps_rollup of pid %d: %w", pid, err)
+		}
+		fields[name] = kb << 10
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	pss, ok := fields["Pss"]
+	if !ok {
+		return 0, fmt.Errorf("no Pss for pid %d", pid)
+	}
+	return pss - fields["Pss_Shmem"], nil
 }
 
 func vmRSS(pid int) (int64, error) {
