@@ -4,7 +4,7 @@
 # prints its tables (results also in .run/bench/results/<section>.md).
 # Benchmarks are never part of make test.
 
-.PHONY: bench-proxy bench-sched bench-pipeline bench-accounts bench-memory bench-credits bench-soak
+.PHONY: bench-fairness bench-proxy bench-sched bench-pipeline bench-accounts bench-memory bench-credits bench-soak
 bench-proxy: ## proxy overhead vs nginx and HAProxy (wrk), ratios
 	@bench/proxy/run.sh
 bench-sched: ## scheduling quality: 4 paced gpusvc, eeft vs least_conn anchors vs offline ideal
@@ -19,3 +19,5 @@ bench-credits: ## credits ledger: debits/s under contention, balance with 10,000
 	@bench/credits/run.sh
 bench-soak: ## mixed traffic through the proxy for SOAK_DURATION (10m): errors, p50/p99 per route, RSS start/end
 	@bench/soak/run.sh
+bench-fairness: ## fair sharing: one heavy user vs three light ones, FIFO vs fair side by side (B–D wait, A throughput, utilisation)
+	@bench/fairness/run.sh

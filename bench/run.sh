@@ -4,12 +4,13 @@
 # targets met or missed, each section's tables, the memory table).
 #
 # Sections (each also runs alone: make bench-proxy, bench-sched,
-# bench-pipeline, bench-accounts, bench-memory, bench-credits):
+# bench-pipeline, bench-accounts, bench-memory, bench-credits, bench-fairness):
 #   proxy     proxy overhead against nginx and HAProxy   bench/proxy/run.sh
 #   sched     scheduling quality                         bench/sched/run.sh
 #   pipeline  generation pipeline overhead               bench/pipeline/run.sh
 #   accounts  login/argon2id, credits ledger             bench/accounts/run.sh
 #   memory    RSS idle and under load, 50 × 5 MB uploads bench/memory/run.sh
+#   fairness  one heavy user vs three light, FIFO vs fair bench/fairness/run.sh
 # BENCH_SECTIONS="proxy sched" runs a subset. The soak (bench/soak/run.sh,
 # make bench-soak, 10 minutes) runs only when BENCH_SECTIONS names it;
 # otherwise the Soak section of the previous RESULTS.md is kept. A failing
@@ -22,11 +23,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=$root/.run/bench/results
 results=$root/bench/RESULTS.md
-read -r -a sections <<<"${BENCH_SECTIONS:-proxy sched pipeline accounts memory}"
+read -r -a sections <<<"${BENCH_SECTIONS:-proxy sched pipeline accounts memory fairness}"
 
 # Build once for every section.
 make --no-print-directory build >&2
-(cd bench && go build -o ../bin/benchtool ./cmd/benchtool) >&2
+(cd bench && go build -o ../bin/benchtool ./cmd/benchtool && go build -o ../bin/fairness ./cmd/fairness) >&2
 export BENCH_SKIP_BUILD=1
 
 rm -rf "$out"

@@ -150,6 +150,14 @@ FROM transactions
 WHERE user_id = $1 AND type = 'credit' AND amount_remaining > 0 AND amount_remaining <= amount
   AND COALESCE(expires_at, 'infinity'::timestamp) > $2`
 
+// BalanceWith is Balance read with q, typically the caller's transaction:
+// a caller that holds a transaction (and maybe a lock) must not wait for
+// a second pool connection, or a burst of such callers exhausts the pool
+// and every one of them waits for ever.
+func (l *Ledger) BalanceWith(ctx context.Context, q db.Querier, userID int64) (int64, error) {
+	return balance(ctx, q, userID, l.clock())
+}
+
 func balance(ctx context.Context, q db.Querier, userID int64, now time.Time) (int64, error) {
 	var n int64
 	if err := q.QueryRow(ctx, balanceSQL, userID, now).Scan(&n); err != nil {

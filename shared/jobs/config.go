@@ -18,6 +18,12 @@ type Config struct {
 	// MaxRunningPerUser caps a user's PROCESSING jobs; further jobs wait
 	// in the queue (JOB_MAX_RUNNING_PER_USER, default 2).
 	MaxRunningPerUser int
+	// Fairness orders the queue of jobs waiting for a worker
+	// (JOB_FAIRNESS): FairnessFair (the default) interleaves users by
+	// start-time fair queueing weighted by each job's work units, so one
+	// user's backlog cannot delay another user's job by more than about
+	// one job's service time; FairnessFIFO runs jobs in arrival order.
+	Fairness string
 	// MaxAttempts is how often River runs a job before it fails for good
 	// (JOB_MAX_ATTEMPTS, default 5).
 	MaxAttempts int
@@ -44,6 +50,12 @@ type Config struct {
 	VideoMaxDuration int
 }
 
+// The JOB_FAIRNESS values.
+const (
+	FairnessFair = "fair"
+	FairnessFIFO = "fifo"
+)
+
 // Limits on Config values.
 const (
 	MaxPerUserCap    = 10_000
@@ -57,6 +69,7 @@ func LoadConfig(l *config.Loader) Config {
 	return Config{
 		MaxQueuedPerUser:      l.Int("JOB_MAX_QUEUED_PER_USER", "", 10),
 		MaxRunningPerUser:     l.Int("JOB_MAX_RUNNING_PER_USER", "", 2),
+		Fairness:              l.String("JOB_FAIRNESS", "", FairnessFair),
 		MaxAttempts:           l.Int("JOB_MAX_ATTEMPTS", "", 5),
 		RetryBase:             l.Duration("JOB_RETRY_BASE", "", 5*time.Second),
 		RetryMax:              l.Duration("JOB_RETRY_MAX", "", 10*time.Minute),
@@ -82,6 +95,9 @@ func (c Config) WithDefaults() Config {
 		if *v == 0 {
 			*v = d
 		}
+	}
+	if c.Fairness == "" {
+		c.Fairness = FairnessFair
 	}
 	def(&c.MaxQueuedPerUser, 10)
 	def(&c.MaxRunningPerUser, 2)
@@ -111,6 +127,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", name))
 		}
+	}
+	if c.Fairness != FairnessFair && c.Fairness != FairnessFIFO {
+		errs = append(errs, fmt.Errorf("JOB_FAIRNESS: must be %q or %q, got %q", FairnessFair, FairnessFIFO, c.Fairness))
 	}
 	between("JOB_MAX_QUEUED_PER_USER", c.MaxQueuedPerUser, 1, MaxPerUserCap)
 	between("JOB_MAX_RUNNING_PER_USER", c.MaxRunningPerUser, 1, MaxPerUserCap)

@@ -12,6 +12,12 @@
 // (in the caller's transaction) to read and mirror their state; this
 // package owns the jobs table and River's river_job (CountQueues).
 //
+// Order: with Config.Fairness "fair" (JOB_FAIRNESS) every job gets a
+// per-user start-time fair queueing tag at enqueue, stored in jobs.fair_at
+// and mapped onto the River job's scheduled_at, so that River's own fetch
+// order interleaves users by their work (fair.go); "fifo" keeps arrival
+// order.
+//
 // State machine: QUEUED → PROCESSING → COMPLETED | ERROR, and QUEUED or
 // PROCESSING → CANCELED. Terminal states never change again; every
 // transition method is a guarded statement, so concurrent or repeated

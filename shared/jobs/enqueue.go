@@ -84,6 +84,10 @@ type NewJob struct {
 	// Op and Units price the work (credits.Pricing.Cost); Op "" is free.
 	Op    string
 	Units int
+	// Work weighs the job in the fair order (JOB_FAIRNESS=fair), in work
+	// units: one image sample, one second of audio or video. 0 means
+	// Units, at least 1.
+	Work float64
 	// Timeout bounds one attempt; 0 means the River client default.
 	Timeout time.Duration
 	// SkipUserCap enqueues even beyond the per-user queued cap (used when
@@ -118,7 +122,9 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, n NewJob) (Job, error) {
 	if n.Op != "" && s.ledger != nil {
 		cost = s.ledger.Pricing().Cost(n.Op, n.Units)
 		if !n.SkipUserCap {
-			bal, err := s.ledger.Balance(ctx, n.UserID)
+			// In tx: waiting for a second connection while holding this one
+			// and the user's lock deadlocks a small pool under a burst.
+			bal, err := s.ledger.BalanceWith(ctx, tx, n.UserID)
 			if err != nil {
 				return Job{}, err
 			}
@@ -157,6 +163,19 @@ RETURNING `+jobColumns,
 		return Job{}, fmt.Errorf("link job %d to river job: %w", j.ID, err)
 	}
 	j.RiverJobID = res.Job.ID
+	if s.cfg.Fairness == FairnessFair {
+		// The user's advisory lock is held: this user's tags are assigned
+		// one at a time (see fair.go).
+		tag, err := fairTag(ctx, tx, n.UserID)
+		if err != nil {
+			return Job{}, err
+		}
+		work := fairWork(n)
+		if err := setFairTag(ctx, tx, j.ID, j.RiverJobID, tag, work); err != nil {
+			return Job{}, err
+		}
+		j.FairAt, j.FairWork = &tag, work
+	}
 	s.log.Info("job queued", zap.Int64("job_id", j.ID), zap.String("kind", string(j.Kind)),
 		zap.Int64("user_id", j.UserID), zap.Int64("river_job_id", j.RiverJobID))
 	return j, nil

@@ -72,6 +72,11 @@ type Job struct {
 	CancelRequested bool
 	// Attempt is the River attempt that last started the job.
 	Attempt int
+	// FairAt is the job's start tag in the fair order and FairWork its
+	// weight, in work units (see fair.go); nil and 0 for a job queued in
+	// FIFO mode.
+	FairAt   *float64
+	FairWork float64
 	// Seq grows with every change of the row (see Event.Seq).
 	Seq        int64
 	NotifiedAt *time.Time

@@ -74,7 +74,7 @@ func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microseco
 
 const jobColumns = `id, public_id::text, user_id, kind, state, progress, stage, params, result, COALESCE(error, ''),
 	COALESCE(river_job_id, 0), debit_key, cost, charged, COALESCE(audio_id, 0), COALESCE(video_project_id, 0),
-	cancel_requested, attempt, seq, notified_at, heartbeat_at, queued_at, created_at, started_at, finished_at`
+	cancel_requested, attempt, fair_at, COALESCE(fair_work, 0), seq, notified_at, heartbeat_at, queued_at, created_at, started_at, finished_at`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var j Job
@@ -82,7 +82,7 @@ func scanJob(row pgx.Row) (Job, error) {
 	var params, result []byte
 	err := row.Scan(&j.ID, &j.PublicID, &j.UserID, &kind, &state, &j.Progress, &j.Stage, &params, &result, &j.Error,
 		&j.RiverJobID, &j.DebitKey, &j.Cost, &j.Charged, &j.AudioID, &j.VideoProjectID,
-		&j.CancelRequested, &j.Attempt, &j.Seq, &j.NotifiedAt, &j.HeartbeatAt, &j.QueuedAt, &j.CreatedAt, &j.StartedAt, &j.FinishedAt)
+		&j.CancelRequested, &j.Attempt, &j.FairAt, &j.FairWork, &j.Seq, &j.NotifiedAt, &j.HeartbeatAt, &j.QueuedAt, &j.CreatedAt, &j.StartedAt, &j.FinishedAt)
 	if err != nil {
 		return Job{}, err
 	}

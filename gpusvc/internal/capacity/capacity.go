@@ -140,6 +140,38 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// AcquireWait takes a slot like Acquire, but never refuses: it waits
+// behind the other waiters however long the queue is and however long it
+// takes, until ctx ends (it then returns ctx's error). It is for work that
+// already waited its turn elsewhere (a job River handed to this host in
+// its fair order), which must not lose that turn by failing and being
+// retried later. Its waiters count in Queued, but not against Queue's
+// bound.
+func (l *Limiter) AcquireWait(ctx context.Context) (release func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return l.started(), nil
+	default:
+	}
+	l.mu.Lock()
+	l.queued++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.queued--
+		l.mu.Unlock()
+	}()
+	select {
+	case l.sem <- struct{}{}:
+		return l.started(), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // started counts a job that got its slot and returns its release function.
 func (l *Limiter) started() func() {
 	l.inFlight.Add(1)

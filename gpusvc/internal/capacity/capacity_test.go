@@ -73,3 +73,42 @@ func TestNoQueueRefusesAtOnce(t *testing.T) {
 	a()
 	b()
 }
+
+// TestAcquireWaitWaitsPastQueueAndMaxWait: a job River already handed
+// over waits for a slot however full the bounded queue is and past
+// MaxWait, instead of failing (and being retried out of its fair turn).
+func TestAcquireWaitWaitsPastQueueAndMaxWait(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1, Queue: 0, MaxWait: 10 * time.Millisecond})
+	hold, err := l.Acquire(context.Background())
+	require.NoError(t, err)
+
+	got := make(chan error, 1)
+	go func() {
+		release, err := l.AcquireWait(context.Background())
+		if err == nil {
+			release()
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return l.Queued() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // well past MaxWait
+	select {
+	case err := <-got:
+		t.Fatalf("AcquireWait returned while the slot was busy: %v", err)
+	default:
+	}
+	hold()
+	require.NoError(t, <-got)
+	require.Zero(t, l.Queued())
+	require.Zero(t, l.InFlight())
+
+	hold, err = l.Acquire(context.Background())
+	require.NoError(t, err)
+	defer hold()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = l.AcquireWait(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Zero(t, l.Queued())
+}

@@ -188,7 +188,7 @@ func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResul
 			s.release(ctx, debit)
 		}
 	}()
-	samples, err := s.render(ctx, job, p)
+	samples, err := s.render(ctx, job, p, false)
 	if err != nil {
 		return ImagesResult{}, err
 	}
@@ -248,7 +248,7 @@ func (s *Service) RenderImages(ctx context.Context, job ImageJob) (*Staged, erro
 	if err != nil {
 		return nil, err
 	}
-	samples, err := s.render(ctx, job, p)
+	samples, err := s.render(ctx, job, p, true)
 	if err != nil {
 		return nil, err
 	}
@@ -312,11 +312,17 @@ type sample struct {
 	hash string
 }
 
-// render runs the backend within capacity and encodes every sample.
-func (s *Service) render(ctx context.Context, job ImageJob, p prepared) ([]sample, error) {
+// render runs the backend within capacity and encodes every sample. wait
+// makes it wait for a slot however busy the host is (an async job, see
+// run).
+func (s *Service) render(ctx context.Context, job ImageJob, p prepared, wait bool) ([]sample, error) {
 	var res inference.ImageResult
 	backend := p.route.Backend.Name()
-	err := s.run(ctx, job.Op, backend, func(ctx context.Context) error {
+	acquire := s.opts.Capacity.Acquire
+	if wait {
+		acquire = s.opts.Capacity.AcquireWait
+	}
+	err := s.runWith(ctx, acquire, job.Op, backend, func(ctx context.Context) error {
 		req := p.req
 		if job.Op != inference.OpTxt2Img {
 			var err error
@@ -442,9 +448,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // run executes fn for op on backend inside a capacity slot, with the job
-// timeout, records its latency and maps its error.
+// timeout, records its latency and maps its error. A full host refuses at
+// once (503 with Retry-After), so the proxy can try another.
 func (s *Service) run(ctx context.Context, op inference.Op, backend string, fn func(ctx context.Context) error) error {
-	release, err := s.opts.Capacity.Acquire(ctx)
+	return s.runWith(ctx, s.opts.Capacity.Acquire, op, backend, fn)
+}
+
+// runWith is run with the slot taken by acquire: Capacity.Acquire for
+// synchronous requests, Capacity.AcquireWait for async jobs, which River
+// handed to this host in their fair turn (shared/jobs) and which would
+// lose that turn if they failed and were retried.
+func (s *Service) runWith(ctx context.Context, acquire func(context.Context) (func(), error), op inference.Op, backend string, fn func(ctx context.Context) error) error {
+	release, err := acquire(ctx)
 	if err != nil {
 		var full *capacity.FullError
 		switch {

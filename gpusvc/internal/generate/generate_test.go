@@ -110,6 +110,7 @@ type fixture struct {
 	charger *flakyCharger
 	images  *failingImages
 	clock   *clock
+	capa    *capacity.Limiter
 	storage string
 	user    int64
 }
@@ -136,8 +137,8 @@ func newFixture(t *testing.T, wrap func(inference.Backend) inference.Backend, fa
 	c.now.Store(time.Now().UnixNano())
 	f := &fixture{pool: pool, charger: &flakyCharger{Ledger: credits.NewLedger(pool, credits.Options{Now: c.Now})},
 		images: &failingImages{Images: library.NewImages(pool, st, zap.NewNop()), failAt: failCreateAt},
-		clock:  c, storage: st.Dir()}
-	f.svc = generate.New(generate.Options{Registry: reg, Capacity: capacity.New(capacity.Options{Slots: 2, Queue: 4}),
+		clock:  c, storage: st.Dir(), capa: capacity.New(capacity.Options{Slots: 2, Queue: 4})}
+	f.svc = generate.New(generate.Options{Registry: reg, Capacity: f.capa,
 		Charger: f.charger, Images: f.images, Parents: generate.NewParents(pool), Limits: generate.DefaultLimits,
 		Timeout: time.Minute, HoldFor: holdFor, HoldOwner: "test-host"})
 	require.NoError(t, pool.QueryRow(context.Background(), `INSERT INTO users (email, password, metadata) VALUES ($1, 'x', '{}') RETURNING id`,
@@ -366,4 +367,48 @@ func TestRenderImagesStoresNothingUntilTheJobCompletes(t *testing.T) {
 	require.ElementsMatch(t, []int64{st.Outputs[0].ID, st.Outputs[1].ID}, f.imageIDs(t))
 	require.Equal(t, 4, countFiles(t, f.storage))
 	require.Equal(t, int64(100), f.balance(t), "RenderImages never charges")
+}
+
+// An async job (RenderImages) on a full host (slots busy, bounded queue
+// full) waits for a slot instead of failing with 503: River handed it
+// over in its fair turn, and a failure would retry it behind every other
+// waiting job (issue 17). A synchronous request is still refused at once.
+func TestRenderImagesWaitsForAFullHost(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil, 0)
+	ctx := context.Background()
+	var holds []func()
+	for range 2 {
+		r, err := f.capa.Acquire(ctx)
+		require.NoError(t, err)
+		holds = append(holds, r)
+	}
+	qctx, cancelQueue := context.WithCancel(ctx)
+	defer cancelQueue()
+	for range 4 {
+		go func() { _, _ = f.capa.Acquire(qctx) }()
+	}
+	require.Eventually(t, func() bool { return f.capa.Queued() == 4 }, 5*time.Second, time.Millisecond)
+	_, err := f.svc.GenerateImages(ctx, txt2img(f.user, 3, 1, "req-full"))
+	require.Equal(t, apperr.KindUnavailable, apperr.KindOf(err), "a synchronous request is refused at once")
+
+	done := make(chan error, 1)
+	go func() {
+		st, err := f.svc.RenderImages(ctx, txt2img(f.user, 9, 1, ""))
+		if err == nil {
+			st.Close(ctx, false)
+		}
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return f.capa.Queued() == 5 }, 5*time.Second, time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the async render did not wait for a slot: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancelQueue()
+	for _, r := range holds {
+		r()
+	}
+	require.NoError(t, <-done)
 }

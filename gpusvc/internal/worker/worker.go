@@ -71,16 +71,19 @@ type Options struct {
 
 // Slots hands out the host's GPU slots; *capacity.Limiter implements it.
 type Slots interface {
-	Acquire(ctx context.Context) (release func(), err error)
+	// AcquireWait waits for a slot until ctx ends, never refusing.
+	AcquireWait(ctx context.Context) (release func(), err error)
 }
 
-// onGPU runs fn holding a GPU slot (when the runner has a limiter). A full
-// slot queue is a transient failure: the job is retried later.
+// onGPU runs fn holding a GPU slot (when the runner has a limiter). The
+// job waits for the slot, however busy the host is: River handed it over
+// in its fair turn (shared/jobs fair.go), and failing here would retry it
+// behind every other waiting job.
 func (r *Runner) onGPU(ctx context.Context, fn func() error) error {
 	if r.opts.Slots == nil {
 		return fn()
 	}
-	release, err := r.opts.Slots.Acquire(ctx)
+	release, err := r.opts.Slots.AcquireWait(ctx)
 	if err != nil {
 		return fmt.Errorf("wait for a GPU slot: %w", err)
 	}
