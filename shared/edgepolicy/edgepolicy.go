@@ -114,7 +114,7 @@ func WriteChallengeFailure(w http.ResponseWriter) {
 
 // ExposedHeaders are the response headers browsers may read, as one
 // Access-Control-Expose-Headers value.
-const ExposedHeaders = "X-Image-Id, X-Image-Ids, X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+const ExposedHeaders = "X-Image-Id, X-Image-Ids, X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Queue-Position, X-Queue-Estimated-Start"
 
 // AllowedMethods are the methods a preflight allows.
 const AllowedMethods = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"

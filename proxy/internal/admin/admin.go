@@ -1,5 +1,6 @@
 // Package admin serves the proxy's own routes with echo: GET /health,
-// GET /admin/hosts (admin token, through adminguard) and GET|POST
+// GET /admin/hosts (admin token, through adminguard; hosts and the
+// admission queue) and GET|POST
 // /refresh_hosts (the legacy reload, challenge token checked by the caller). /metrics is registered by
 // shared/web.
 //
@@ -13,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/apperr"
 )
@@ -33,6 +35,9 @@ type Handler struct {
 	// Admin guards /admin/hosts: adminguard.Guard.Token (per-IP limit,
 	// audit line, admin token). Required.
 	Admin echo.MiddlewareFunc
+	// Queue, when set, returns the admission queue's state for
+	// /admin/hosts.
+	Queue func() admission.Snapshot
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -91,6 +96,9 @@ type hostsResponse struct {
 	Policy  string            `json:"policy"`
 	GPU     []balancer.Status `json:"gpu"`
 	Account []balancer.Status `json:"account"`
+	// Admission is the GPU admission queue (per user: waiting, in flight,
+	// longest wait); absent when the proxy has none.
+	Admission *admission.Snapshot `json:"admission,omitempty"`
 }
 
 func statuses(p *balancer.Pool, now time.Time) []balancer.Status {
@@ -106,11 +114,16 @@ func statuses(p *balancer.Pool, now time.Time) []balancer.Status {
 // reported capacity, learned speed, error counts and last check.
 func (h *Handler) handleHostsList(c echo.Context) error {
 	now := h.now()
-	return c.JSON(http.StatusOK, hostsResponse{
+	out := hostsResponse{
 		Policy:  h.Policy,
 		GPU:     statuses(h.GPU, now),
 		Account: statuses(h.Account, now),
-	})
+	}
+	if h.Queue != nil {
+		q := h.Queue()
+		out.Admission = &q
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 type refreshResponse struct {

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/admin"
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/proxy/internal/console"
 	"github.com/nounsai/sdserver/proxy/internal/edge"
@@ -64,6 +65,7 @@ type App struct {
 	echo      *echo.Echo // the proxy's own routes (handler sends the rest upstream)
 	gpu       *balancer.Pool
 	account   *balancer.Pool
+	admission *admission.Controller
 	// close releases what Open opened; nil after New.
 	close func()
 }
@@ -133,6 +135,21 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	if accessLog == nil {
 		accessLog = log
 	}
+	// Every Redis use fails open (docs/operations.md, "Failure modes"),
+	// counted in redis_fail_open_total and logged at most every 10 s.
+	failOpen := rdb.NewFailOpen(reg, log)
+	admissionDeps := admission.Deps{Pool: gpu, Registry: reg, OnRedisError: failOpen.Func("admission")}
+	if deps.Redis != nil {
+		admissionDeps.Redis = deps.Redis
+	}
+	admit, err := admission.New(admission.Config{
+		Policy: cfg.AdmissionPolicy, QueueMax: cfg.AdmissionQueueMax, MaxWait: cfg.AdmissionMaxWait,
+		UserShare: cfg.AdmissionUserShare, SyncInterval: cfg.AdmissionSyncInterval,
+		TrustedProxies: cfg.TrustedProxies, JWTSecrets: cfg.JWTSecrets, RedisPrefix: cfg.RedisPrefix,
+	}, admissionDeps)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
 	transport := forward.NewTransport()
 	fwd := forward.New(forward.Config{
 		GPUTimeout:      cfg.GPUTimeout,
@@ -141,15 +158,13 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		BodyLimit:       cfg.BodyLimit,
 		RetryAfter:      cfg.HealthInterval,
 		TrustedProxies:  cfg.TrustedProxies,
+		Admission:       admit,
 		AccessLog:       accessLog.Named("forward"),
 	}, forward.Pools{
 		GPU: gpu, GPUSelector: gpuSel,
 		Account: account, AccountSelector: &balancer.LeastConn{},
 	}, transport, forward.NewMetrics(reg, gpu, account), log.Named("forward"))
 
-	// Every Redis use fails open (docs/operations.md, "Failure modes"),
-	// counted in redis_fail_open_total and logged at most every 10 s.
-	failOpen := rdb.NewFailOpen(reg, log)
 	var limiter *ratelimit.Limiter
 	if deps.Redis != nil && cfg.RateLimits {
 		limiter = ratelimit.New(deps.Redis, cfg.RedisPrefix+"ratelimit:", ratelimit.Options{OnError: failOpen.Func("ratelimit")})
@@ -189,11 +204,12 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	})
 	(&admin.Handler{
 		GPU: gpu, Account: account, Policy: cfg.Policy, Hosts: registry, Admin: adminGuard.Token(),
+		Queue: admit.Snapshot,
 	}).Routes(e)
 	// Ops console at /admin (wiring owned by the console package's author).
 	cons, err := console.New(console.Options{
 		AdminToken: cfg.AdminToken, Guard: adminGuard, GPU: gpu, Account: account, Policy: cfg.Policy,
-		Store: console.NewStore(deps.DB), Hosts: registry, Log: log.Named("console"),
+		Store: console.NewStore(deps.DB), Hosts: registry, Log: log.Named("console"), Queue: admit.Snapshot,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -215,6 +231,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		transport: transport,
 		gpu:       gpu,
 		account:   account,
+		admission: admit,
 		checker: health.NewChecker(health.Config{
 			Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
 			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
@@ -270,6 +287,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = a.registry.Run(bg, a.cfg.HostsReloadInterval) })
 	wg.Go(func() { _ = a.checker.Run(bg) })
+	wg.Go(func() { _ = a.admission.Run(bg) })
 	defer func() {
 		stopBG()
 		wg.Wait()

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/app"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/config"
@@ -334,11 +335,13 @@ func TestEdgeAndMethods(t *testing.T) {
 	status, body, _ := send(t, "GET", p.url+"/admin/hosts", "", map[string]string{"Authorization": "Bearer admin-secret"})
 	require.Equal(t, http.StatusOK, status, body)
 	var hosts struct {
-		Policy  string            `json:"policy"`
-		Account []balancer.Status `json:"account"`
+		Policy    string             `json:"policy"`
+		Account   []balancer.Status  `json:"account"`
+		Admission admission.Snapshot `json:"admission"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &hosts))
 	require.Equal(t, "eeft", hosts.Policy)
+	require.Equal(t, "fair", hosts.Admission.Policy, "the admission queue is part of the status")
 	require.Len(t, hosts.Account, 1)
 	require.Equal(t, "up", hosts.Account[0].State)
 	require.Positive(t, hosts.Account[0].Requests)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/proxy/internal/hosts"
 	"github.com/nounsai/sdserver/shared/config"
@@ -59,6 +60,23 @@ type Config struct {
 	// opened from emails, and the local stack's media files, which img and
 	// audio tags load without headers).
 	ChallengeExempt []string
+	// AdmissionPolicy orders the GPU requests that wait for a slot
+	// (ADMISSION_POLICY): fair (default, start-time fair queueing across
+	// users with a per-user cap) or fifo (arrival order, no cap).
+	AdmissionPolicy string
+	// AdmissionQueueMax bounds the waiting GPU requests per replica
+	// (ADMISSION_QUEUE_MAX, default 256).
+	AdmissionQueueMax int
+	// AdmissionMaxWait bounds a GPU request's wait for a slot; one
+	// estimated to start later is refused at once (ADMISSION_MAX_WAIT,
+	// default 20s).
+	AdmissionMaxWait time.Duration
+	// AdmissionUserShare is the fraction of the fleet's slots one user may
+	// hold while others wait (ADMISSION_USER_SHARE, default 0.5).
+	AdmissionUserShare float64
+	// AdmissionSyncInterval is how often each replica shares its per-user
+	// counts through Redis (ADMISSION_SYNC_INTERVAL, default 1s).
+	AdmissionSyncInterval time.Duration
 }
 
 // LoadConfig reads the configuration from l and validates it, reporting
@@ -80,6 +98,12 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		RateLimitGlobal:     l.Int("RATE_LIMIT_GLOBAL", "", 0),
 		MaxConns:            l.Int("MAX_CONNS", "", 4096),
 		ChallengeExempt:     l.List("CHALLENGE_EXEMPT_PATHS", "", []string{"/verify/", "/reset/", "/media/"}),
+
+		AdmissionPolicy:       l.String("ADMISSION_POLICY", "", admission.PolicyFair),
+		AdmissionQueueMax:     l.Int("ADMISSION_QUEUE_MAX", "", 256),
+		AdmissionMaxWait:      l.Duration("ADMISSION_MAX_WAIT", "", 20*time.Second),
+		AdmissionUserShare:    l.Float("ADMISSION_USER_SHARE", "", 0.5),
+		AdmissionSyncInterval: l.Duration("ADMISSION_SYNC_INTERVAL", "", time.Second),
 	}
 	// The proxy drains in-flight generations on shutdown, so its default
 	// drain covers the GPU timeout (SHUTDOWN_TIMEOUT still wins).
@@ -110,6 +134,7 @@ func (c Config) Validate() error {
 	positive := map[string]time.Duration{
 		"HEALTH_INTERVAL": c.HealthInterval, "HEALTH_TIMEOUT": c.HealthTimeout, "GPU_TIMEOUT": c.GPUTimeout,
 		"UPSTREAM_TIMEOUT": c.UpstreamTimeout, "STREAM_TIMEOUT": c.StreamTimeout, "HOSTS_RELOAD_INTERVAL": c.HostsReloadInterval,
+		"ADMISSION_MAX_WAIT": c.AdmissionMaxWait, "ADMISSION_SYNC_INTERVAL": c.AdmissionSyncInterval,
 	}
 	for name, d := range positive {
 		if d <= 0 {
@@ -127,6 +152,15 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimitGlobal < 0 {
 		bad("RATE_LIMIT_GLOBAL", "must not be negative")
+	}
+	if c.AdmissionPolicy != admission.PolicyFair && c.AdmissionPolicy != admission.PolicyFIFO {
+		bad("ADMISSION_POLICY", "%q is not fair or fifo", c.AdmissionPolicy)
+	}
+	if c.AdmissionQueueMax < 1 {
+		bad("ADMISSION_QUEUE_MAX", "must be at least 1")
+	}
+	if !(c.AdmissionUserShare > 0 && c.AdmissionUserShare <= 1) {
+		bad("ADMISSION_USER_SHARE", "must be in (0, 1]")
 	}
 	if c.MaxConns < 0 {
 		bad("MAX_CONNS", "must not be negative")

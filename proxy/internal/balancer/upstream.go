@@ -137,6 +137,10 @@ func (u *Upstream) Outstanding() float64 {
 // first completed request.
 func (u *Upstream) SecPerUnit() float64 { return math.Float64frombits(u.secPerUnit.Load()) }
 
+// Slots returns the concurrent jobs the host reported in its last /health,
+// or 0 when it has not reported any (hosts other than gpusvc).
+func (u *Upstream) Slots() int64 { return u.slots.Load() }
+
 // Ticket records one request started on an upstream; pass it to Done.
 type Ticket struct {
 	up       *Upstream

@@ -1,6 +1,7 @@
 // Package console serves the proxy's operator console at /admin: a
 // server-rendered page (html/template, no build step) showing every GPU
 // host's state, health, in-flight and queued work, latency and error counts,
+// the GPU admission queue per user,
 // refreshed every few seconds by a little vanilla JavaScript, with drain and
 // undrain buttons; and the job queues' counts by kind and state.
 //
@@ -29,6 +30,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/apperr"
@@ -71,6 +73,9 @@ type Options struct {
 	// Guard, when set, rate-limits and audits every console route per
 	// client IP (adminguard: a stricter limit on the sign-in).
 	Guard *adminguard.Guard
+	// Queue, when set, returns the GPU admission queue shown under the
+	// hosts.
+	Queue func() admission.Snapshot
 	// SessionTTL is how long a sign-in lasts; 0 means DefaultSessionTTL.
 	SessionTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -231,7 +236,12 @@ func (c *Console) renderPage(ec echo.Context, status int, name string, data page
 }
 
 func (c *Console) hostsView(csrf string) hostsView {
-	return newHostsView(c.opts.Policy, c.opts.GPU, c.opts.Account, csrf, c.opts.Now())
+	v := newHostsView(c.opts.Policy, c.opts.GPU, c.opts.Account, csrf, c.opts.Now())
+	if c.opts.Queue != nil {
+		q := c.opts.Queue()
+		v.Queue = &q
+	}
+	return v
 }
 
 // jobsView counts the jobs; a database failure is shown on the page

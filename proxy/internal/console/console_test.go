@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/proxy/internal/console"
 	"github.com/nounsai/sdserver/shared/dbtest"
@@ -53,7 +54,7 @@ type fixture struct {
 }
 
 // newFixture serves a console for two api_hosts rows on a fresh database.
-func newFixture(tb testing.TB, token string) fixture {
+func newFixture(tb testing.TB, token string, with ...func(*console.Options)) fixture {
 	tb.Helper()
 	db := dbtest.New(tb)
 	ctx := context.Background()
@@ -71,7 +72,7 @@ func newFixture(tb testing.TB, token string) fixture {
 	require.NoError(tb, err)
 	clk := &clock{now: time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)}
 	log := zaptest.NewLogger(tb)
-	c, err := console.New(console.Options{
+	opts := console.Options{
 		AdminToken: token,
 		GPU:        balancer.NewPool(ups),
 		Account:    balancer.NewPool([]*balancer.Upstream{balancer.NewUpstream(0, acct.String(), acct)}),
@@ -80,7 +81,11 @@ func newFixture(tb testing.TB, token string) fixture {
 		Log:        log,
 		SessionTTL: time.Hour,
 		Now:        clk.Now,
-	})
+	}
+	for _, w := range with {
+		w(&opts)
+	}
+	c, err := console.New(opts)
 	require.NoError(tb, err)
 	e := web.New(web.Options{Service: "proxy", Log: log, Registry: prometheus.NewRegistry()})
 	c.Routes(e)
@@ -225,6 +230,26 @@ func TestLoginCookie(t *testing.T) {
 	f.clock.Add(time.Hour)
 	require.Equal(t, http.StatusUnauthorized, f.do(t, http.MethodGet, "/admin", nil, c, nil).status)
 	require.Equal(t, http.StatusUnauthorized, f.do(t, http.MethodGet, "/admin/fragment/hosts", nil, c, nil).status)
+}
+
+func TestAdmissionQueueShown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, adminToken, func(o *console.Options) {
+		o.Queue = func() admission.Snapshot {
+			return admission.Snapshot{Policy: "fair", Waiting: 3, InFlight: 4, UserCap: 2, Users: []admission.UserStatus{
+				{User: "user:42", Waiting: 3, InFlight: 2, WaitSeconds: 1.5},
+				{User: "ip:192.0.2.1", InFlight: 2, RemoteInFlight: 1},
+			}}
+		}
+	})
+	c, _ := f.login(t)
+	frag := f.do(t, http.MethodGet, "/admin/fragment/hosts", nil, c, nil)
+	require.Equal(t, http.StatusOK, frag.status)
+	require.Contains(t, frag.body, `id="admission-queue"`)
+	require.Contains(t, frag.body, "3 waiting · 4 in flight")
+	require.Contains(t, frag.body, "per-user cap 2 while others wait")
+	require.Regexp(t, `data-user="user:42"><td class="l">user:42</td><td>3</td><td>2</td><td>0 / 0</td><td>1.5 s</td>`, frag.body)
+	require.Contains(t, frag.body, `data-user="ip:192.0.2.1"`)
 }
 
 func TestFragmentsNeedSession(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 )
 
@@ -48,6 +49,8 @@ type hostsView struct {
 	Queued   int64
 	CSRF     string
 	At       string
+	// Queue is the admission queue; nil when the proxy has none.
+	Queue *admission.Snapshot
 }
 
 const dash = "—"

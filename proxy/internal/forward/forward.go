@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/edgepolicy"
 	"github.com/nounsai/sdserver/shared/gpuroute"
@@ -65,6 +67,10 @@ type Config struct {
 	// TrustedProxies are peers whose X-Forwarded-For and
 	// X-Forwarded-Proto are kept (extended) rather than replaced.
 	TrustedProxies []netip.Prefix
+	// Admission, when set, holds GPU requests that do GPU work
+	// (gpuroute.Route.MeasuresWork) until the fleet has a slot for them,
+	// in a fair queue; nil sends them at once.
+	Admission *admission.Controller
 	// AccessLog receives one "request" line per upstream attempt (without
 	// the caller, which would cost a stack walk); nil means the logger
 	// passed to New.
@@ -217,6 +223,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		job.Work = balancer.EstimatePrefix(st.route, prefix, st.body != nil)
+		if p.cfg.Admission != nil && st.route.MeasuresWork() {
+			ticket, ok := p.admit(w, r, st, job.Work)
+			if !ok {
+				return
+			}
+			defer ticket.Done()
+		}
 	} else if wantsStream(r) {
 		timeout = p.cfg.StreamTimeout
 	} else if r.ContentLength > p.cfg.BodyLimit {
@@ -273,6 +286,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.metrics.retried(st.route)
 	}
+}
+
+// admit waits for the admission controller's leave to send a GPU request.
+// A refusal is answered here (503 with Retry-After and the queue headers);
+// a client that left gets nothing (499 in the metrics' terms).
+func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, st *request, work float64) (admission.Ticket, bool) {
+	ticket, err := p.cfg.Admission.Admit(r.Context(), r, work)
+	if err == nil {
+		ticket.Headers(w.Header())
+		return ticket, true
+	}
+	var refusal *admission.Refusal
+	if errors.As(err, &refusal) {
+		refusal.Headers(w.Header())
+		p.writeError(w, st, http.StatusServiceUnavailable, refusal.Message)
+	} else {
+		st.status = 499
+	}
+	return ticket, false
 }
 
 // attempt sends the request to up once. The ticket is settled in a defer
