@@ -62,6 +62,11 @@ type Common struct {
 	AnonymousEnabled bool
 }
 
+// Shared returns c. A service's Config embeds Common and so has Shared
+// too: code common to every service (shared/service) reads the shared
+// settings of any service's Config through it.
+func (c Common) Shared() Common { return c }
+
 // LoadCommon reads the shared settings. defaultAddr is the service's own
 // default listen address.
 func LoadCommon(l *Loader, defaultAddr string) Common {

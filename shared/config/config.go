@@ -227,6 +227,17 @@ func (l *Loader) Prefixes(env, legacyKey string, def []netip.Prefix) []netip.Pre
 	return out
 }
 
+// Check ends a service's LoadConfig: it returns every error of Err joined
+// with validate's (the service Config's Validate), so that one start
+// reports every bad setting, prefixed "config: "; or nil when there are
+// none.
+func (l *Loader) Check(validate error) error {
+	if err := errors.Join(l.Err(), validate); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
 // Err returns every parse error collected so far and, when ENVIRONMENT is
 // "production", one error per secret read through Secret, Secrets,
 // Credential or URL that production refuses (each naming its variable), or

@@ -75,3 +75,18 @@ func TestParseErrorsNameTheVariable(t *testing.T) {
 	}
 	require.Equal(t, 90*time.Second, config.FromMap(map[string]string{"X": "90"}).Duration("X", "", 0), "a bare number is seconds")
 }
+
+// TestCheckReportsEveryBadSetting: a parse error and a validation error
+// come out of one Check, prefixed "config: ".
+func TestCheckReportsEveryBadSetting(t *testing.T) {
+	t.Parallel()
+	l := config.FromMap(map[string]string{"BODY_LIMIT": "lots", "LOG_FORMAT": "xml"})
+	c := config.LoadCommon(l, "127.0.0.1:1")
+	err := l.Check(c.Validate())
+	require.ErrorContains(t, err, "config: ")
+	require.ErrorContains(t, err, "BODY_LIMIT")
+	require.ErrorContains(t, err, "LOG_FORMAT")
+
+	ok := config.FromMap(nil)
+	require.NoError(t, ok.Check(config.LoadCommon(ok, "127.0.0.1:1").Validate()))
+}

@@ -166,20 +166,6 @@ func balance(ctx context.Context, q db.Querier, userID int64, now time.Time) (in
 	return n, nil
 }
 
-// ExplainBalance returns PostgreSQL's plan of the balance query for userID
-// (EXPLAIN ANALYZE), for benchmarks and operators checking the index is used.
-func (l *Ledger) ExplainBalance(ctx context.Context, userID int64) (string, error) {
-	rows, err := l.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+balanceSQL, userID, l.clock())
-	if err != nil {
-		return "", fmt.Errorf("explain balance: %w", err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return "", fmt.Errorf("explain balance: %w", err)
-	}
-	return strings.Join(lines, "\n"), nil
-}
-
 // Grant adds credits to a user. q is where it runs: nil for the ledger's
 // pool, or the caller's transaction (e.g. the referral reward, granted in
 // the same transaction as the verification). A grant takes no lock, so it

@@ -79,24 +79,6 @@ type Pricing struct {
 // LoadPricing).
 func DefaultPricing() Pricing { return Pricing{prices: slices.Clone(defaultPrices)} }
 
-// NewPricing returns the default table with the given per-unit prices
-// (credits by operation) replacing the defaults. Unknown operations are an
-// error, as are negative prices or prices above MaxPrice.
-func NewPricing(credits map[string]int64) (Pricing, error) {
-	p := DefaultPricing()
-	for op, c := range credits {
-		i := slices.IndexFunc(p.prices, func(pr Price) bool { return pr.Op == op })
-		if i < 0 {
-			return Pricing{}, fmt.Errorf("pricing: unknown operation %q", op)
-		}
-		if c < 0 || c > MaxPrice {
-			return Pricing{}, fmt.Errorf("pricing: %s must be between 0 and %d", p.prices[i].Env, MaxPrice)
-		}
-		p.prices[i].Credits = c
-	}
-	return p, nil
-}
-
 // LoadPricing reads the price table from l: one PRICE_* variable per
 // operation (PRICE_TXT2IMG, PRICE_IMG2IMG, PRICE_INPAINT, PRICE_CONTROLNET,
 // PRICE_UPSCALE, PRICE_INTERROGATE, PRICE_EXTEND_PROMPT, PRICE_MASK,

@@ -137,6 +137,15 @@ var modeCost = []struct {
 	{ModeMask, 1.1},
 }
 
+// Modes returns the legacy inference modes, in table order.
+func Modes() []Mode {
+	out := make([]Mode, len(modeCost))
+	for i, m := range modeCost {
+		out[i] = m.mode
+	}
+	return out
+}
+
 // ParseMode returns the mode named by s, compared case-insensitively with
 // runs of white space as one space, and whether there is one.
 func ParseMode(s string) (Mode, bool) {

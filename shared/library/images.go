@@ -274,16 +274,9 @@ func marshalMetadata(v any) ([]byte, error) {
 }
 
 // deleteObjects deletes objects after their row is gone (or was never
-// inserted); failures are logged, since the caller's work is done.
+// inserted) with storage.DeleteOrphans.
 func (s *Images) deleteObjects(ctx context.Context, objs []storage.Object) {
-	if len(objs) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := storage.DeleteAll(ctx, s.storage, objs); err != nil {
-		s.log.Warn("delete storage objects failed", zap.Int("objects", len(objs)), zap.Error(err))
-	}
+	storage.DeleteOrphans(ctx, s.storage, objs, s.log)
 }
 
 // Get returns the user's image id, or ErrImageNotFound.

@@ -45,18 +45,6 @@ func ByUser(r *http.Request) string {
 	return "user:" + strconv.FormatInt(c.UserID, 10)
 }
 
-// ByUserOrIP counts signed-in users per user and everyone else (anonymous
-// callers included) per client IP.
-func ByUserOrIP(trusted []netip.Prefix) KeyFunc {
-	byIP := ByIP(trusted)
-	return func(r *http.Request) string {
-		if k := ByUser(r); k != "" {
-			return k
-		}
-		return byIP(r)
-	}
-}
-
 // ClientIP returns the client's IP address. X-Forwarded-For is believed only
 // when the direct peer (r.RemoteAddr) is in trusted: the list is walked from
 // the right, skipping trusted proxies, and the first untrusted address is

@@ -23,7 +23,7 @@ type Rule struct {
 	Limit int
 	// Window is the fixed window length. Required, >= 1ms.
 	Window time.Duration
-	// Key picks the subject (ByIP, ByUser, ByUserOrIP). Required.
+	// Key picks the subject (ByIP, ByUser). Required.
 	Key KeyFunc
 	// Message is the public 429 message; empty means "Too many requests".
 	Message string

@@ -204,19 +204,15 @@ func TestMiddlewareByUser(t *testing.T) {
 	tok, _, err := auth.Issue([]byte("s"), 9, 0, time.Hour, time.Now())
 	require.NoError(t, err)
 	e := newEcho(l.Middleware(ratelimit.Rule{Name: "gen", Limit: 1, Window: time.Minute,
-		Key: ratelimit.ByUserOrIP(nil), Message: "Slow down"}), v.Optional(67, true))
+		Key: ratelimit.ByUser, Message: "Slow down"}), v.Optional(67, true))
 
 	// The user's bucket follows the user across addresses.
 	require.Equal(t, http.StatusOK, post(e, "198.51.100.1:1", map[string]string{"Authorization": tok}).Code)
 	w := post(e, "198.51.100.2:1", map[string]string{"Authorization": tok})
 	require.Equal(t, http.StatusTooManyRequests, w.Code)
 	require.JSONEq(t, `{"message":"Slow down"}`, w.Body.String())
-	// Anonymous callers are counted per IP, not in one shared bucket.
-	require.Equal(t, http.StatusOK, post(e, "198.51.100.1:1", nil).Code)
-	require.Equal(t, http.StatusOK, post(e, "198.51.100.2:1", nil).Code)
-	require.Equal(t, http.StatusTooManyRequests, post(e, "198.51.100.2:1", nil).Code)
 
-	// ByUser alone ignores anonymous callers.
+	// ByUser ignores anonymous callers.
 	e = newEcho(l.Middleware(ratelimit.Rule{Name: "user-only", Limit: 1, Window: time.Minute,
 		Key: ratelimit.ByUser}), v.Optional(67, true))
 	for range 3 {

@@ -5,7 +5,7 @@
 //
 // Keys are "<user_id>/<cdn_id>-full.png", "-thumbnail.png", "-full.mp3" and
 // "-full.mp4" (see the Key functions). Every operation is synchronous and
-// reports failure: callers upload before they insert a row and delete
+// reports failure (DeleteOrphans logs it instead): callers upload before they insert a row and delete
 // objects after the row is gone, so that no row ever points at a missing
 // object.
 //
@@ -19,6 +19,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 // Kind is the kind of an object; each kind has its own Bunny storage zone
@@ -31,9 +34,6 @@ const (
 	KindAudio Kind = "audio" // audio (mp3 keys)
 	KindVideo Kind = "video" // uploaded clips and rendered projects (mp4 keys)
 )
-
-// Kinds lists every kind.
-var Kinds = []Kind{KindImage, KindAudio, KindVideo}
 
 // ErrNotFound is wrapped by Get when the object does not exist.
 var ErrNotFound = errors.New("storage object not found")
@@ -125,16 +125,30 @@ func checkArgs(kind Kind, key string) error {
 	return nil
 }
 
-// DeleteAll deletes every object, going on after a failure, and returns
-// the joined errors.
-func DeleteAll(ctx context.Context, s Store, objs []Object) error {
+// OrphanTimeout bounds DeleteOrphans.
+const OrphanTimeout = 30 * time.Second
+
+// DeleteOrphans deletes objects whose row is already gone (or was never
+// inserted), going on after a failure. It runs even when ctx is already
+// cancelled (the row change has committed), for at most OrphanTimeout.
+// Failures are logged on log, not returned: an orphaned object is harmless,
+// whereas a row pointing at a missing object is not, so the caller's work
+// is done either way.
+func DeleteOrphans(ctx context.Context, s Store, objs []Object, log *zap.Logger) {
+	if len(objs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OrphanTimeout)
+	defer cancel()
 	var errs []error
 	for _, o := range objs {
 		if err := s.Delete(ctx, o.Kind, o.Key); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		log.Warn("delete storage objects failed", zap.Int("objects", len(objs)), zap.Error(err))
+	}
 }
 
 // New returns the backend cfg selects (cfg should have passed Validate).

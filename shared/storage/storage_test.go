@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/config"
@@ -160,4 +162,32 @@ func TestLoadConfig(t *testing.T) {
 
 	cfg = storage.LoadConfig(config.FromMap(map[string]string{"STORAGE_BACKEND": "s3"}))
 	require.ErrorContains(t, cfg.Validate(), "STORAGE_BACKEND")
+}
+
+func TestDeleteOrphans(t *testing.T) {
+	t.Parallel()
+	l, err := storage.NewLocal(t.TempDir(), "http://127.0.0.1:8080/media")
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, l.Put(ctx, storage.KindImage, "5/a-full.png", []byte("png")))
+	require.NoError(t, l.Put(ctx, storage.KindAudio, "5/b-full.mp3", []byte("mp3")))
+
+	// The caller's request context may be gone: the row change committed,
+	// so the objects are deleted anyway. An invalid key is logged and the
+	// others are still deleted.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	core, logs := observer.New(zap.WarnLevel)
+	storage.DeleteOrphans(cancelled, l, []storage.Object{
+		{Kind: storage.KindImage, Key: "../x"},
+		{Kind: storage.KindImage, Key: "5/a-full.png"},
+		{Kind: storage.KindAudio, Key: "5/b-full.mp3"},
+	}, zap.New(core))
+	for _, o := range []storage.Object{{Kind: storage.KindImage, Key: "5/a-full.png"}, {Kind: storage.KindAudio, Key: "5/b-full.mp3"}} {
+		_, err := l.Get(ctx, o.Kind, o.Key)
+		require.ErrorIs(t, err, storage.ErrNotFound, o.Key)
+	}
+	require.Equal(t, 1, logs.FilterMessage("delete storage objects failed").Len())
+
+	storage.DeleteOrphans(ctx, l, nil, zap.NewNop()) // nothing to do
 }

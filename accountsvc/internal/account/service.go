@@ -28,7 +28,6 @@ const (
 	MsgResetKeyNotFound   = "Reset key not found"
 	MsgWrongPassword      = "Current password is incorrect!"
 	MsgTooManyFailures    = "Too many failed login attempts, try again later"
-	MsgUserNotFound       = "User not found"
 )
 
 // Defaults of Config.

@@ -11,11 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/accountsvc/internal/account"
@@ -27,25 +23,24 @@ import (
 	"github.com/nounsai/sdserver/shared/apispec"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
-	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/email"
 	"github.com/nounsai/sdserver/shared/jobs"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/rdb"
+	"github.com/nounsai/sdserver/shared/service"
 	"github.com/nounsai/sdserver/shared/storage"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
 // App is a running accountsvc.
 type App struct {
-	cfg   Config
-	log   *zap.Logger
-	pool  *pgxpool.Pool
-	redis *redis.Client
+	cfg Config
+	log *zap.Logger
+	// conns are the database pool, Redis and the metrics registry.
+	conns service.Conns
 	echo  *echo.Echo
-	reg   *prometheus.Registry
 
 	library *libraryapi.API
 	// jobs is the durable-job store (the library area enqueues into it,
@@ -72,32 +67,26 @@ type App struct {
 // New opens the dependencies and builds the HTTP handler. Close releases
 // them.
 func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{})
+	conns, err := service.Open(ctx, cfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := rdb.Open(ctx, cfg.RedisURL)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	a := &App{cfg: cfg, log: log, pool: pool, redis: rc, reg: prometheus.NewRegistry()}
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &App{cfg: cfg, log: log, conns: conns}
 	// CORS here: the frontend calls api-cpu directly.
-	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit, CORS: true,
+	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.conns.Registry, BodyLimit: cfg.BodyLimit, CORS: true,
 		TrustedProxies: cfg.TrustedProxies})
 	a.echo.GET("/health", a.handleHealth)
 	// Every Redis use fails open (docs/operations.md, "Failure modes"),
 	// counted in redis_fail_open_total and logged at most every 10 s.
-	a.failOpen = rdb.NewFailOpen(a.reg, log)
-	a.limiter = ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+	a.failOpen = rdb.NewFailOpen(a.conns.Registry, log)
+	a.limiter = ratelimit.New(a.conns.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,
 		OnError:  a.failOpen.Func("ratelimit"),
 	})
-	a.revocations = auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, cfg.LegacyTokenCutoff)
+	a.revocations = auth.NewRevocations(a.conns.DB, a.conns.Redis, a.cfg.RedisPrefix, cfg.LegacyTokenCutoff)
 	a.revocations.OnError = a.failOpen.Func("deny_list")
 	a.verifier = &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: a.revocations}
-	a.ledger = credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
+	a.ledger = credits.NewLedger(a.conns.DB, a.cfg.Credits.Options(nil))
 	if err := a.newJobs(); err != nil {
 		a.Close()
 		return nil, err
@@ -141,9 +130,9 @@ func (a *App) routesLibrary() error {
 	}
 	side := a.cfg.Library.ImageMaxSide
 	a.library = libraryapi.New(libraryapi.Options{
-		Pool:            a.pool,
+		Pool:            a.conns.DB,
 		Storage:         st,
-		Images:          library.NewImages(a.pool, st, a.log),
+		Images:          library.NewImages(a.conns.DB, st, a.log),
 		Verifier:        a.verifier,
 		ChallengeTokens: a.cfg.ChallengeTokens,
 		Limiter:         a.limiter,
@@ -160,7 +149,7 @@ func (a *App) routesLibrary() error {
 // adminGuard returns the guard of the admin routes: per-IP limits (kept in
 // production even with RATE_LIMITS=off) and one audit line per request.
 func (a *App) adminGuard() *adminguard.Guard {
-	limiter := ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+	limiter := ratelimit.New(a.conns.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !adminguard.Enforced(a.cfg.Environment, a.cfg.RateLimits),
 		OnError:  func(err error) { a.log.Warn("admin rate limiter unavailable", zap.Error(err)) },
 	})
@@ -198,7 +187,7 @@ func (a *App) routesAccounts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mailer, err := account.NewMailer(a.pool, sender, keys, account.MailConfig{
+	mailer, err := account.NewMailer(a.conns.DB, sender, keys, account.MailConfig{
 		BaseURL: a.cfg.AppBaseURL, VerifyTTL: account.DefaultVerifyTTL, ResetTTL: account.DefaultResetTTL,
 	}, log)
 	if err != nil {
@@ -211,18 +200,18 @@ func (a *App) routesAccounts(ctx context.Context) error {
 	}
 	a.mailer = mailer
 	lockoutUnavailable := account.NewLockoutUnavailableCounter()
-	if err := a.reg.Register(lockoutUnavailable); err != nil {
+	if err := a.conns.Registry.Register(lockoutUnavailable); err != nil {
 		return fmt.Errorf("register lockout metric: %w", err)
 	}
 	svc := account.NewService(account.Deps{
-		Pool:    a.pool,
+		Pool:    a.conns.DB,
 		Hasher:  hasher,
 		Keys:    keys,
 		Mailer:  mailer,
 		Ledger:  a.ledger,
 		Credits: a.cfg.Credits,
 		Issuer:  auth.Issuer{Secret: a.cfg.JWTSecrets[0], TTL: c.TokenTTL},
-		Lockout: account.NewLockout(a.redis, a.cfg.RedisPrefix+"login:", account.LockoutConfig{
+		Lockout: account.NewLockout(a.conns.Redis, a.cfg.RedisPrefix+"login:", account.LockoutConfig{
 			Disabled: !a.cfg.RateLimits, Unavailable: lockoutUnavailable,
 		}),
 		MailLimiter: a.limiter,
@@ -253,7 +242,7 @@ func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 	defer stopHTTP()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- web.ServeWithMetrics(httpCtx, web.NewServer(a.echo), ln, metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
+		errc <- web.ServeWithMetrics(httpCtx, web.NewServer(a.echo), ln, metrics, a.conns.Registry, a.log, a.cfg.ShutdownTimeout)
 	}()
 	var serveErr error
 	select {
@@ -299,8 +288,7 @@ func (a *App) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	a.stopBackground(ctx)
 	cancel()
-	_ = a.redis.Close()
-	a.pool.Close()
+	a.conns.Close()
 }
 
 // handleHealth is GET /health: 200 with the legacy message while the
@@ -309,8 +297,8 @@ func (a *App) Close() {
 func (a *App) handleHealth(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	status := rdb.Status(ctx, a.redis)
-	if err := a.pool.Ping(ctx); err != nil {
+	status := rdb.Status(ctx, a.conns.Redis)
+	if err := a.conns.DB.Ping(ctx); err != nil {
 		a.log.Warn("health check failed", zap.Error(fmt.Errorf("database: %w", err)))
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{
 			"message": "API is unavailable", "database": "unavailable", "redis": status})

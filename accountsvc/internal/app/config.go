@@ -99,11 +99,8 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	cfg.Accounts = accounts
-	if err := l.Err(); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+	if err := l.Check(cfg.Validate()); err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }

@@ -15,17 +15,17 @@ import (
 // into (in the transaction that queues an audio row or a video project)
 // and the job routes read.
 func (a *App) newJobs() error {
-	client, err := jobs.NewInsertClient(a.pool)
+	client, err := jobs.NewInsertClient(a.conns.DB)
 	if err != nil {
 		return err
 	}
-	a.events = jobs.NewEvents(a.redis, a.cfg.RedisPrefix)
+	a.events = jobs.NewEvents(a.conns.Redis, a.cfg.RedisPrefix)
 	a.jobs = jobs.NewStore(jobs.Options{
-		Pool:     a.pool,
+		Pool:     a.conns.DB,
 		River:    client,
 		Events:   a.events,
 		Ledger:   a.ledger,
-		Registry: jobs.NewRegistry(a.redis, a.cfg.RedisPrefix),
+		Registry: jobs.NewRegistry(a.conns.Redis, a.cfg.RedisPrefix),
 		Config:   a.cfg.Jobs,
 		Log:      a.log,
 	})

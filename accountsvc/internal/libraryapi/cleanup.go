@@ -3,7 +3,6 @@ package libraryapi
 import (
 	"context"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -22,14 +21,7 @@ type cleaner struct {
 // now deletes objs before returning (DELETE routes: the caller expects the
 // objects gone when it gets its answer).
 func (c *cleaner) now(ctx context.Context, objs []storage.Object) {
-	if len(objs) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := storage.DeleteAll(ctx, c.storage, objs); err != nil {
-		c.log.Warn("delete storage objects failed", zap.Int("objects", len(objs)), zap.Error(err))
-	}
+	storage.DeleteOrphans(ctx, c.storage, objs, c.log)
 }
 
 // later deletes objs in the background (re-queueing a project: the old

@@ -11,17 +11,14 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
@@ -37,22 +34,21 @@ import (
 	"github.com/nounsai/sdserver/shared/apihost"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
-	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/rdb"
+	"github.com/nounsai/sdserver/shared/service"
 	"github.com/nounsai/sdserver/shared/storage"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
 // App is a running gpusvc.
 type App struct {
-	cfg      Config
-	log      *zap.Logger
-	pool     *pgxpool.Pool
-	redis    *redis.Client
+	cfg Config
+	log *zap.Logger
+	// conns are the database pool, Redis and the metrics registry.
+	conns    service.Conns
 	echo     *echo.Echo
-	reg      *prometheus.Registry
 	capacity *capacity.Limiter
 	jobs     *worker.Runner
 	ledger   *credits.Ledger
@@ -68,23 +64,17 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	if cfg.Inference.Default == "" {
 		cfg.Inference.Default = nouns.Name
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{})
+	conns, err := service.Open(ctx, cfg.Common)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := rdb.Open(ctx, cfg.RedisURL)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	a := &App{cfg: cfg, log: log, pool: pool, redis: rc, reg: prometheus.NewRegistry()}
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.reg, BodyLimit: cfg.BodyLimit,
+	a := &App{cfg: cfg, log: log, conns: conns}
+	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.conns.Registry, BodyLimit: cfg.BodyLimit,
 		TrustedProxies: cfg.TrustedProxies})
 	// gpusvc keeps /metrics on its own listener: it sits on the private
 	// network, reached only by the proxy (which never forwards /metrics)
-	// and Prometheus (docs/security.md, "Listeners").
-	a.echo.GET(web.MetricsPath, web.MetricsHandler(a.reg))
+	// and Prometheus (docs/security.md, "What listens where").
+	a.echo.GET(web.MetricsPath, web.MetricsHandler(a.conns.Registry))
 	if err := a.routes(); err != nil {
 		a.Close()
 		return nil, err
@@ -127,7 +117,7 @@ func (a *App) routes() error {
 		return err
 	}
 	defModels := map[string]string{a.cfg.Inference.Default: a.cfg.Inference.DefaultModel}
-	registry, err := models.NewRegistry(models.NewStore(a.pool), backends, a.cfg.Inference.Default, defModels)
+	registry, err := models.NewRegistry(models.NewStore(a.conns.DB), backends, a.cfg.Inference.Default, defModels)
 	if err != nil {
 		return err
 	}
@@ -137,7 +127,7 @@ func (a *App) routes() error {
 	}
 	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait})
 	// One ledger charges both the synchronous routes and the jobs.
-	ledger := credits.NewLedger(a.pool, a.cfg.Credits.Options(nil))
+	ledger := credits.NewLedger(a.conns.DB, a.cfg.Credits.Options(nil))
 	a.ledger = ledger
 	holdOwner := a.cfg.PublicURL
 	if holdOwner == "" {
@@ -147,24 +137,24 @@ func (a *App) routes() error {
 		Registry:  registry,
 		Capacity:  a.capacity,
 		Charger:   ledger,
-		Images:    library.NewImages(a.pool, store, a.log),
-		Parents:   generate.NewParents(a.pool),
+		Images:    library.NewImages(a.conns.DB, store, a.log),
+		Parents:   generate.NewParents(a.conns.DB),
 		Limits:    a.cfg.Limits,
 		Timeout:   a.cfg.GPU.JobTimeout,
 		HoldFor:   a.cfg.HoldFor(),
 		HoldOwner: holdOwner,
-		Metrics:   generate.NewMetrics(a.reg, a.capacity),
+		Metrics:   generate.NewMetrics(a.conns.Registry, a.capacity),
 		Log:       a.log,
 	})
 	if err := a.newJobRunner(backends, store, gen, ledger); err != nil {
 		return err
 	}
-	revocations := auth.NewRevocations(a.pool, a.redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)
+	revocations := auth.NewRevocations(a.conns.DB, a.conns.Redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)
 	// Every Redis use fails open (docs/operations.md, "Failure modes"),
 	// counted in redis_fail_open_total and logged at most every 10 s.
-	failOpen := rdb.NewFailOpen(a.reg, a.log)
+	failOpen := rdb.NewFailOpen(a.conns.Registry, a.log)
 	revocations.OnError = failOpen.Func("deny_list")
-	limiter := ratelimit.New(a.redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+	limiter := ratelimit.New(a.conns.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,
 		OnError:  failOpen.Func("ratelimit"),
 	})
@@ -199,7 +189,7 @@ func (a *App) routes() error {
 // modes"), so the proxy must not eject this host for it; redisStatus
 // reports it in the body.
 func (a *App) ping(ctx context.Context) error {
-	if err := a.pool.Ping(ctx); err != nil {
+	if err := a.conns.DB.Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	return nil
@@ -217,7 +207,7 @@ func (a *App) reportSweep(res credits.SweepResult, err error) {
 }
 
 // redisStatus is rdb.Status of this host's Redis, for /health.
-func (a *App) redisStatus(ctx context.Context) string { return rdb.Status(ctx, a.redis) }
+func (a *App) redisStatus(ctx context.Context) string { return rdb.Status(ctx, a.conns.Redis) }
 
 // Handler returns the HTTP handler (for tests).
 func (a *App) Handler() http.Handler { return a.echo }
@@ -235,11 +225,15 @@ const drainGrace = 1500 * time.Millisecond
 // PUBLIC_URL draining in api_hosts (it was added, or un-drained, at start)
 // and keeps serving briefly so the proxy sends nothing new; then the HTTP
 // drain and the workers' soft stop run side by side against the same
-// deadline.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+// deadline. gpusvc serves /metrics on ln itself (its port is private), so
+// it has no metrics listener: metrics must be nil.
+func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
+	if metrics != nil {
+		return errors.New("gpusvc: serves /metrics on its own listener; no metrics listener expected")
+	}
 	var reg *apihost.Registrar
 	if a.cfg.RegisterHost {
-		reg = apihost.NewRegistrar(a.pool, a.cfg.PublicURL)
+		reg = apihost.NewRegistrar(a.conns.DB, a.cfg.PublicURL)
 		if err := reg.Register(ctx); err != nil {
 			_ = ln.Close()
 			return err
@@ -308,6 +302,5 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases Redis and the database pool.
 func (a *App) Close() {
-	_ = a.redis.Close()
-	a.pool.Close()
+	a.conns.Close()
 }

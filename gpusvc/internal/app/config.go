@@ -170,11 +170,8 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		defModel = replicate.LegacySDXLModel
 	}
 	cfg.Inference.DefaultModel = l.String("INFERENCE_DEFAULT_MODEL", "", defModel)
-	if err := l.Err(); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+	if err := l.Check(cfg.Validate()); err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 // hostilePNG is a ~1 KB PNG whose header claims a 16-bit RGBA w×h image:
@@ -98,7 +99,7 @@ func TestHostilePNGsDoNotAmplify(t *testing.T) {
 			defer wg.Done()
 			var err error
 			if i%2 == 0 {
-				job := generate.ImageJob{UserID: 67, Anonymous: true, Key: "", Mode: generate.ModeImg2Img, Op: inference.OpImg2Img,
+				job := generate.ImageJob{UserID: 67, Anonymous: true, Key: "", Mode: gpuroute.ModeImg2Img, Op: inference.OpImg2Img,
 					Prompt: "a frog", Samples: 1, Steps: 10, Seed: int64(i), Input: data}
 				_, err = f.svc.GenerateImages(ctx, job)
 			} else {

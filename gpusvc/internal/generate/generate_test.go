@@ -25,6 +25,7 @@ import (
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/dbtest"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/media"
 	"github.com/nounsai/sdserver/shared/storage"
@@ -162,7 +163,7 @@ func (f *fixture) imageIDs(t *testing.T) []int64 {
 }
 
 func txt2img(userID, seed int64, samples int, key string) generate.ImageJob {
-	return generate.ImageJob{UserID: userID, Key: key, Mode: generate.ModeTxt2Img, Op: inference.OpTxt2Img,
+	return generate.ImageJob{UserID: userID, Key: key, Mode: gpuroute.ModeTxt2Img, Op: inference.OpTxt2Img,
 		Prompt: "a frog", Samples: samples, Steps: 10, Seed: seed, AspectRatio: "128:128", Width: 128, Height: 128}
 }
 
@@ -332,7 +333,7 @@ func TestMaskIgnoresModelID(t *testing.T) {
 	for i := range bits {
 		bits[i] = i%side < side/2
 	}
-	job := generate.ImageJob{UserID: f.user, Key: "req-mask", Mode: generate.ModeMask, Op: inference.OpInpaint,
+	job := generate.ImageJob{UserID: f.user, Key: "req-mask", Mode: gpuroute.ModeMask, Op: inference.OpInpaint,
 		ModelID: "alx-ai/sdxl-noggles-nowrong:9a487e8991d1d9a2ea46a3e4933cafff201f5512b037cc046ff1cce878b143ef",
 		Prompt:  "a frog", Samples: 1, Steps: 25, Seed: 5, Input: testPNG(t, side), Mask: generate.PackMask(bits)}
 	res, err := f.svc.GenerateImages(context.Background(), job)

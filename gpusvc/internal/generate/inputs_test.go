@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 func TestMaskRoundTrip(t *testing.T) {
@@ -43,7 +44,7 @@ func TestFit(t *testing.T) {
 func TestValidateLimits(t *testing.T) {
 	t.Parallel()
 	ok := func() ImageJob {
-		return ImageJob{Mode: ModeTxt2Img, Op: inference.OpTxt2Img, Samples: 1, Steps: 25, Width: 512, Height: 512}
+		return ImageJob{Mode: gpuroute.ModeTxt2Img, Op: inference.OpTxt2Img, Samples: 1, Steps: 25, Width: 512, Height: 512}
 	}
 	require.NoError(t, func() error { j := ok(); return j.Validate(DefaultLimits) }())
 	bad := []func(*ImageJob){
@@ -53,14 +54,14 @@ func TestValidateLimits(t *testing.T) {
 		func(j *ImageJob) { j.Width = 1025 },
 		func(j *ImageJob) { j.Height = 63 },
 		func(j *ImageJob) { j.Prompt = string(make([]rune, 1001)) },
-		func(j *ImageJob) { j.Op, j.Mode = inference.OpImg2Img, ModeImg2Img },
+		func(j *ImageJob) { j.Op, j.Mode = inference.OpImg2Img, gpuroute.ModeImg2Img },
 		func(j *ImageJob) {
-			j.Op, j.Mode, j.Input, j.Strength, j.HasStrength = inference.OpImg2Img, ModeImg2Img, []byte{1}, 1.5, true
+			j.Op, j.Mode, j.Input, j.Strength, j.HasStrength = inference.OpImg2Img, gpuroute.ModeImg2Img, []byte{1}, 1.5, true
 		},
 		func(j *ImageJob) {
-			j.Op, j.Mode, j.Input, j.Strength = inference.OpControlNetOutlines, ModeOutlines, []byte{1}, 6
+			j.Op, j.Mode, j.Input, j.Strength = inference.OpControlNetOutlines, gpuroute.ModeOutlines, []byte{1}, 6
 		},
-		func(j *ImageJob) { j.Op, j.Mode, j.Input = inference.OpInpaint, ModeMask, []byte{1} },
+		func(j *ImageJob) { j.Op, j.Mode, j.Input = inference.OpInpaint, gpuroute.ModeMask, []byte{1} },
 	}
 	for i, f := range bad {
 		j := ok()
@@ -70,7 +71,7 @@ func TestValidateLimits(t *testing.T) {
 	// Legacy fixed values: ControlNet makes one image, Mask one image of 25
 	// steps, whatever was asked.
 	j := ok()
-	j.Op, j.Mode, j.Input, j.Mask, j.Samples, j.Steps = inference.OpInpaint, ModeMask, []byte{1}, []byte{1}, 99, 99
+	j.Op, j.Mode, j.Input, j.Mask, j.Samples, j.Steps = inference.OpInpaint, gpuroute.ModeMask, []byte{1}, []byte{1}, 99, 99
 	require.NoError(t, j.Validate(DefaultLimits))
 	require.Equal(t, []int{1, 25}, []int{j.Samples, j.Steps})
 }
@@ -80,7 +81,13 @@ func TestModeOp(t *testing.T) {
 	op, name, err := ModeOp("  controlnet   OUTLINES ")
 	require.NoError(t, err)
 	require.Equal(t, inference.OpControlNetOutlines, op)
-	require.Equal(t, ModeOutlines, name)
+	require.Equal(t, gpuroute.ModeOutlines, name)
 	_, _, err = ModeOp("Video")
 	require.Error(t, err)
+	// Every mode of the shared table has an operation here.
+	for _, m := range gpuroute.Modes() {
+		_, name, err := ModeOp(string(m))
+		require.NoError(t, err, m)
+		require.Equal(t, m, name)
+	}
 }

@@ -8,45 +8,23 @@ import (
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
-// The legacy inference_mode values of POST /images (docs/legacy-contract.md §11).
-const (
-	ModeTxt2Img      = "Text to Image"
-	ModeImg2Img      = "Image to Image"
-	ModePix2Pix      = "Pix to Pix"
-	ModeOutlines     = "ControlNet Outlines"
-	ModeDepth        = "ControlNet Depth"
-	ModeSegmentation = "ControlNet Segmentation"
-	ModeMask         = "Mask"
-)
-
-// modes maps each legacy mode (compared case-insensitively) to its operation.
-var modes = []struct {
-	name string
-	op   inference.Op
-}{
-	{ModeTxt2Img, inference.OpTxt2Img},
-	{ModeImg2Img, inference.OpImg2Img},
-	{ModePix2Pix, inference.OpPix2Pix},
-	{ModeOutlines, inference.OpControlNetOutlines},
-	{ModeDepth, inference.OpControlNetDepth},
-	{ModeSegmentation, inference.OpControlNetSegment},
-	{ModeMask, inference.OpInpaint},
-}
-
-// ModeOp returns the operation of a legacy inference_mode and its canonical
-// spelling, or a 400 naming the valid modes.
-func ModeOp(mode string) (inference.Op, string, error) {
-	m := strings.Join(strings.Fields(mode), " ")
-	for _, x := range modes {
-		if strings.EqualFold(m, x.name) {
-			return x.op, x.name, nil
+// ModeOp returns the operation of a legacy inference_mode (gpuroute's
+// modes, docs/legacy-contract.md §11) and its canonical spelling, or a 400
+// naming the valid modes.
+func ModeOp(mode string) (inference.Op, gpuroute.Mode, error) {
+	if m, ok := gpuroute.ParseMode(mode); ok {
+		for op, w := range opWork {
+			if w.mode == m {
+				return op, m, nil
+			}
 		}
 	}
-	names := make([]string, len(modes))
-	for i, x := range modes {
-		names[i] = x.name
+	var names []string
+	for _, m := range gpuroute.Modes() {
+		names = append(names, string(m))
 	}
 	return "", "", apperr.Invalid(fmt.Sprintf("inference_mode must be one of: %s", strings.Join(names, ", "))).
 		WithField("field", "inference_mode")
@@ -124,7 +102,7 @@ type ImageJob struct {
 	Key string
 
 	// Mode is the canonical legacy inference_mode and Op its operation.
-	Mode string
+	Mode gpuroute.Mode
 	Op   inference.Op
 	// ModelID is the requested model_id ("" for the default).
 	ModelID        string

@@ -137,9 +137,9 @@ func (h *handlers) handleImageCreate(c echo.Context) error {
 	hd := c.Response().Header()
 	hd.Set("X-Image-Id", ids[0])
 	hd.Set("X-Image-Ids", strings.Join(ids, ","))
-	if hd.Get("Access-Control-Expose-Headers") == "" {
-		hd.Set("Access-Control-Expose-Headers", "X-Image-Id, X-Image-Ids")
-	}
+	// No Access-Control-Expose-Headers: browsers reach gpusvc only through
+	// the proxy, whose edge policy (edgepolicy.ExposedHeaders) exposes
+	// these and strips whatever CORS headers an upstream adds.
 	first := res.Outputs[0]
 	return writeImage(c, first.Image, first.PNG)
 }

@@ -25,15 +25,8 @@ const Size = 32
 // seed → trait mapping changes when trait counts change.
 const DataVersion = "@nouns/assets@0.10.0"
 
-// DataSHA256 is the sha256 of the embedded image-data.json.
-const DataSHA256 = "c87809b865e62d85ba8e3d1d6c4bf2eab12e50602623647f6ce9ac4b1c18af4e"
-
 //go:embed data/image-data.json
 var imageData []byte
-
-// ImageData returns the embedded image-data.json bytes. Callers must not
-// modify them.
-func ImageData() []byte { return imageData }
 
 // Layer is one of the five trait layers of a Noun, in painting order.
 type Layer int
@@ -267,9 +260,6 @@ func (a *Art) Counts() [NumLayers]int {
 	}
 	return c
 }
-
-// BackgroundColor returns background colour i.
-func (a *Art) BackgroundColor(i int) color.RGBA { return a.backgrounds[i] }
 
 // Colors returns every colour a Noun can contain: the palette (without the
 // transparent entry) followed by the background colours. The result is a

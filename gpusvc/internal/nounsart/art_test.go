@@ -18,9 +18,9 @@ func mustLoad(tb testing.TB) *Art {
 
 func TestEmbeddedDataHash(t *testing.T) {
 	t.Parallel()
-	sum := sha256.Sum256(ImageData())
-	require.Equal(t, DataSHA256, hex.EncodeToString(sum[:]))
-	require.Len(t, ImageData(), 164834)
+	sum := sha256.Sum256(imageData)
+	require.Equal(t, "c87809b865e62d85ba8e3d1d6c4bf2eab12e50602623647f6ce9ac4b1c18af4e", hex.EncodeToString(sum[:]))
+	require.Len(t, imageData, 164834)
 }
 
 func TestCounts(t *testing.T) {
@@ -28,8 +28,8 @@ func TestCounts(t *testing.T) {
 	a := mustLoad(t)
 	require.Equal(t, [NumLayers]int{2, 30, 143, 254, 23}, a.Counts())
 	require.Len(t, a.Palette, 239)
-	require.Equal(t, color.RGBA{0xd5, 0xd7, 0xe1, 0xff}, a.BackgroundColor(0))
-	require.Equal(t, color.RGBA{0xe1, 0xd7, 0xd5, 0xff}, a.BackgroundColor(1))
+	require.Equal(t, color.RGBA{0xd5, 0xd7, 0xe1, 0xff}, a.backgrounds[0])
+	require.Equal(t, color.RGBA{0xe1, 0xd7, 0xd5, 0xff}, a.backgrounds[1])
 	require.Equal(t, 70, a.Index(Accessory, "accessory-none"))
 	require.Equal(t, 133, a.Index(Accessory, "body-bege"))
 }
@@ -158,7 +158,7 @@ func TestRenderScaledMatchesGrid(t *testing.T) {
 	// Non-square: 96×64 → scale 2, centred with 16 px of background each side.
 	wide, err := a.Render(s, 96, 64)
 	require.NoError(t, err)
-	bg := a.BackgroundColor(s[Background])
+	bg := a.backgrounds[s[Background]]
 	for y := range 64 {
 		for x := range 16 {
 			require.Equal(t, bg, wide.RGBAAt(x, y))

@@ -12,6 +12,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference/nouns"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 	"github.com/nounsai/sdserver/shared/jobs"
 )
 
@@ -48,7 +49,7 @@ func newScripted(t *testing.T, script ...string) *scriptedBackend {
 // imageJob is a validated two-sample Text to Image request.
 func imageJob(t *testing.T, seed int64) generate.ImageJob {
 	t.Helper()
-	j := generate.ImageJob{Mode: generate.ModeTxt2Img, Op: inference.OpTxt2Img, Prompt: "a frog", Samples: 2, Steps: 10,
+	j := generate.ImageJob{Mode: gpuroute.ModeTxt2Img, Op: inference.OpTxt2Img, Prompt: "a frog", Samples: 2, Steps: 10,
 		Seed: seed, AspectRatio: "128:128", Width: 128, Height: 128}
 	require.NoError(t, j.Validate(generate.DefaultLimits))
 	return j

@@ -6,94 +6,16 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.uber.org/zap"
-
 	"github.com/nounsai/sdserver/proxy/internal/app"
-	"github.com/nounsai/sdserver/shared/config"
-	"github.com/nounsai/sdserver/shared/db"
-	"github.com/nounsai/sdserver/shared/logging"
-	"github.com/nounsai/sdserver/shared/migrate"
-	"github.com/nounsai/sdserver/shared/rdb"
-	"github.com/nounsai/sdserver/shared/web"
+	"github.com/nounsai/sdserver/shared/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.LookupEnv)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "proxy:", err)
-		os.Exit(1)
-	}
-}
-
-// run loads the configuration, opens the database and Redis, and runs the
-// proxy (internal/app) until ctx ends.
-func run(ctx context.Context, args []string, lookup config.LookupFunc) error {
-	l, err := config.NewLoader(lookup)
-	if err != nil {
-		return err
-	}
-	cfg := app.Load(l)
-	if err := errors.Join(l.Err(), cfg.Validate()); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	log, err := logging.New(cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	log = log.With(zap.String("service", "proxy"))
-	if len(args) > 0 {
-		switch args[0] {
-		case "migrate":
-			return migrate.Up(ctx, cfg.DatabaseURL, log)
-		case "healthcheck":
-			return web.Probe(ctx, cfg.HTTPAddr)
-		default:
-			return fmt.Errorf("unknown command %q (commands: migrate, healthcheck)", args[0])
-		}
-	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{})
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	rc, err := rdb.Open(ctx, cfg.RedisURL)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rc.Close() }()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ln, err := web.Listen(cfg.HTTPAddr)
-	if err != nil {
-		return err
-	}
-	var metrics net.Listener
-	if cfg.MetricsAddr != "" {
-		if metrics, err = web.Listen(cfg.MetricsAddr); err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("METRICS_ADDR: %w", err)
-		}
-	}
-	// The access log (a line per forwarded request) is buffered so a slow
-	// log reader never stalls the data path; flushed at shutdown.
-	accessLog, stopAccessLog, err := logging.NewBuffered(cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	defer stopAccessLog()
-	return app.Run(ctx, cfg, log, app.Deps{DB: pool, Redis: rc, Registry: reg, Metrics: metrics,
-		AccessLog: accessLog.With(zap.String("service", "proxy"))}, ln)
+	service.Main(service.Binary[app.Config, *app.App]{
+		Name: "proxy",
+		Load: app.LoadConfig,
+		New:  app.Open,
+		// /metrics on its own listener, never the public one (docs/security.md).
+		MetricsAddr: func(c app.Config) string { return c.MetricsAddr },
+	})
 }

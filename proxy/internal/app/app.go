@@ -31,24 +31,23 @@ import (
 	"github.com/nounsai/sdserver/proxy/internal/hosts"
 	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/apispec"
+	"github.com/nounsai/sdserver/shared/logging"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/rdb"
+	"github.com/nounsai/sdserver/shared/service"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
 // Deps are the connections the proxy uses; the caller opens and closes
-// them.
+// them (Open opens them for cmd/proxy).
 type Deps struct {
 	// DB holds api_hosts. Required.
 	DB *pgxpool.Pool
 	// Redis counts the rate limits; nil turns them off.
 	Redis *redis.Client
-	// Registry receives the metrics; nil makes one. It is served on
-	// Metrics, never on the public listener.
+	// Registry receives the metrics; nil makes one. Serve serves it on
+	// its metrics listener, never on the public one.
 	Registry *prometheus.Registry
-	// Metrics is the internal listener serving GET /metrics
-	// (Config.MetricsAddr); nil serves the metrics nowhere. Run closes it.
-	Metrics net.Listener
 	// AccessLog receives the data path's access log (one line per upstream
 	// attempt); nil means the proxy's logger. A logger writing through a
 	// buffer (zapcore.BufferedWriteSyncer, stopped by the caller) saves a
@@ -69,10 +68,48 @@ type App struct {
 	account   *balancer.Pool
 	admission *admission.Controller
 	reg       *prometheus.Registry
-	metrics   net.Listener // nil: no metrics listener
+	// close releases what Open opened; nil after New.
+	close func()
 }
 
-// New builds the proxy. It starts nothing; Run does.
+// Open opens the proxy's connections (service.Open: the database, Redis,
+// the metrics registry) and a buffered access log, and builds the proxy on
+// them with New. Close releases them.
+func Open(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
+	conns, err := service.Open(ctx, cfg.Common)
+	if err != nil {
+		return nil, err
+	}
+	// The access log (a line per forwarded request) is buffered so a slow
+	// log reader never stalls the data path; flushed by Close.
+	accessLog, stopAccessLog, err := logging.NewBuffered(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		conns.Close()
+		return nil, err
+	}
+	a, err := New(cfg, log, Deps{DB: conns.DB, Redis: conns.Redis, Registry: conns.Registry,
+		AccessLog: accessLog.With(zap.String("service", "proxy"))})
+	if err != nil {
+		stopAccessLog()
+		conns.Close()
+		return nil, err
+	}
+	a.close = func() {
+		stopAccessLog()
+		conns.Close()
+	}
+	return a, nil
+}
+
+// Close flushes the access log and closes the connections Open opened;
+// after New it does nothing (the caller owns Deps).
+func (a *App) Close() {
+	if a.close != nil {
+		a.close()
+	}
+}
+
+// New builds the proxy on deps. It starts nothing; Serve does.
 func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	if deps.DB == nil {
 		return nil, errors.New("proxy: no database pool")
@@ -198,7 +235,6 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		account:   account,
 		admission: admit,
 		reg:       reg,
-		metrics:   deps.Metrics,
 		checker: health.NewChecker(health.Config{
 			Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
 			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
@@ -211,7 +247,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 
 // route sends the proxy's own paths to echo and everything else to the
 // data path. /metrics goes to echo too, which has no such route (404):
-// the metrics are on the internal listener only (Deps.Metrics), and the
+// the metrics are on the internal listener only (Serve's metrics listener), and the
 // path is never forwarded upstream.
 func route(e *echo.Echo, refresh, data http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -237,12 +273,13 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Pools returns the GPU and account pools (for tests and tools).
 func (a *App) Pools() (gpu, account *balancer.Pool) { return a.gpu, a.account }
 
-// Run loads api_hosts, then serves on ln (and the metrics on
-// Deps.Metrics) until ctx ends; it then stops
+// Serve loads api_hosts, then serves on ln (and the metrics on metrics;
+// nil: nowhere, the public listener never serves them) until ctx ends; it
+// then stops
 // accepting, drains in-flight requests for at most ShutdownTimeout, and
 // stops the host listener and health checker. It returns nil after a clean
 // shutdown.
-func (a *App) Run(ctx context.Context, ln net.Listener) error {
+func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 	loadCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ups, err := a.registry.Reload(loadCtx)
 	cancel()
@@ -266,14 +303,5 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 
 	srv := web.NewServer(a.handler)
 	srv.ErrorLog = zap.NewStdLog(a.log.Named("http"))
-	return web.ServeWithMetrics(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), a.metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
-}
-
-// Run builds the proxy and runs it on ln until ctx ends (see App.Run).
-func Run(ctx context.Context, cfg Config, log *zap.Logger, deps Deps, ln net.Listener) error {
-	a, err := New(cfg, log, deps)
-	if err != nil {
-		return err
-	}
-	return a.Run(ctx, ln)
+	return web.ServeWithMetrics(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
 }

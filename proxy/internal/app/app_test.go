@@ -71,7 +71,7 @@ func (b *gpuBackend) serve(ln net.Listener) {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		work := balancer.Estimate(gpuroute.Lookup(r.Method, r.URL.Path), body)
+		work := balancer.EstimatePrefix(gpuroute.Lookup(r.Method, r.URL.Path), body, true)
 		if r.URL.Path == "/slow" || strings.Contains(string(body), `"slow"`) {
 			work = 1 / b.perUnit.Seconds() // one second at speed 1
 		}
@@ -153,13 +153,13 @@ func startProxy(tb testing.TB, cfg app.Config, db *pgxpool.Pool) proxyFixture {
 	cfg.RedisPrefix = prefix
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	a, err := app.New(cfg, zaptest.NewLogger(tb), app.Deps{DB: db, Redis: rc, Metrics: mln})
+	a, err := app.New(cfg, zaptest.NewLogger(tb), app.Deps{DB: db, Redis: rc})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
+	go func() { done <- a.Serve(ctx, ln, mln) }()
 	tb.Cleanup(func() {
 		cancel()
 		require.NoError(tb, <-done)
@@ -375,7 +375,7 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx, ln) }()
+		go func() { done <- a.Serve(ctx, ln, nil) }()
 		t.Cleanup(func() { cancel(); <-done })
 		urls = append(urls, "http://"+ln.Addr().String())
 	}

@@ -85,9 +85,9 @@ type Config struct {
 	AdmissionSyncInterval time.Duration
 }
 
-// Load reads the configuration. Errors are collected in l (l.Err()); call
-// Validate afterwards.
-func Load(l *config.Loader) Config {
+// LoadConfig reads the configuration from l and validates it, reporting
+// every bad setting.
+func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
 		Common:              config.LoadCommon(l, "127.0.0.1:8080"),
 		AccountURLs:         l.List("ACCOUNTSVC_URLS", "", []string{"http://127.0.0.1:8081"}),
@@ -115,7 +115,10 @@ func Load(l *config.Loader) Config {
 	// drain covers the GPU timeout (SHUTDOWN_TIMEOUT still wins).
 	c.ShutdownTimeout = l.Duration("SHUTDOWN_TIMEOUT", "", c.GPUTimeout+5*time.Second)
 	c.MetricsAddr = config.LoadMetricsAddr(l, c.HTTPAddr)
-	return c
+	if err := l.Check(c.Validate()); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 // Validate reports every bad setting, naming its variable.

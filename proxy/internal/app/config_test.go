@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -13,20 +12,18 @@ import (
 
 func TestAdmissionSettings(t *testing.T) {
 	t.Parallel()
-	l := config.FromMap(map[string]string{})
-	cfg := app.Load(l)
-	require.NoError(t, errors.Join(l.Err(), cfg.Validate()))
+	cfg, err := app.LoadConfig(config.FromMap(map[string]string{}))
+	require.NoError(t, err)
 	require.Equal(t, "fair", cfg.AdmissionPolicy)
 	require.Equal(t, 256, cfg.AdmissionQueueMax)
 	require.Equal(t, 20*time.Second, cfg.AdmissionMaxWait)
 	require.Equal(t, 0.5, cfg.AdmissionUserShare)
 	require.Equal(t, time.Second, cfg.AdmissionSyncInterval)
 
-	l = config.FromMap(map[string]string{
+	cfg, err = app.LoadConfig(config.FromMap(map[string]string{
 		"ADMISSION_POLICY": "fifo", "ADMISSION_MAX_WAIT": "5s", "ADMISSION_USER_SHARE": "1",
-	})
-	cfg = app.Load(l)
-	require.NoError(t, errors.Join(l.Err(), cfg.Validate()))
+	}))
+	require.NoError(t, err)
 	require.Equal(t, "fifo", cfg.AdmissionPolicy)
 	require.Equal(t, 5*time.Second, cfg.AdmissionMaxWait)
 
@@ -34,9 +31,7 @@ func TestAdmissionSettings(t *testing.T) {
 		"ADMISSION_POLICY": "lottery", "ADMISSION_QUEUE_MAX": "0", "ADMISSION_MAX_WAIT": "0s",
 		"ADMISSION_USER_SHARE": "1.5", "ADMISSION_SYNC_INTERVAL": "-1s",
 	} {
-		l := config.FromMap(map[string]string{name: value})
-		cfg := app.Load(l)
-		err := errors.Join(l.Err(), cfg.Validate())
+		_, err := app.LoadConfig(config.FromMap(map[string]string{name: value}))
 		require.ErrorContains(t, err, name, "%s=%s is refused, naming the variable", name, value)
 	}
 }

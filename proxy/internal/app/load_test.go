@@ -133,7 +133,7 @@ func TestRealTimeSpeeds(t *testing.T) {
 
 	mean := 0.0
 	for _, b := range speedMix {
-		mean += balancer.Estimate(gpuroute.Images, []byte(b))
+		mean += balancer.EstimatePrefix(gpuroute.Images, []byte(b), true)
 	}
 	mean /= float64(len(speedMix))
 	rate := 0.8 * 2.75 / (mean * perUnit.Seconds()) // requests per second

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/nounsai/sdserver/proxy/internal/app"
@@ -20,9 +19,7 @@ func TestProductionRefusesTheDeployExamples(t *testing.T) {
 	t.Parallel()
 	for _, ex := range configtest.DeployExamples(t, "proxy") {
 		ex.Env["ENVIRONMENT"] = "production"
-		l := config.FromMap(ex.Env)
-		cfg := app.Load(l)
-		err := errors.Join(l.Err(), cfg.Validate())
+		_, err := app.LoadConfig(config.FromMap(ex.Env))
 		t.Logf("%s:\n%v", ex.Name, err)
 		configtest.RequireRefused(t, err, ex, proxySecrets)
 	}

@@ -36,7 +36,7 @@ func TestRateLimitsFailOpenCounted(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
+	go func() { done <- a.Serve(ctx, ln, nil) }()
 	t.Cleanup(func() { cancel(); <-done })
 	url := "http://" + ln.Addr().String()
 

@@ -158,7 +158,7 @@ func TestEstimate(t *testing.T) {
 		{"/upscale", `{}`, 4},
 		{"/extend_prompt", `{}`, 0.3},
 	} {
-		require.InDelta(t, tc.want, balancer.Estimate(gpuroute.Lookup("POST", tc.path), []byte(tc.body)), 1e-9, tc.body)
+		require.InDelta(t, tc.want, balancer.EstimatePrefix(gpuroute.Lookup("POST", tc.path), []byte(tc.body), true), 1e-9, tc.body)
 	}
 }
 

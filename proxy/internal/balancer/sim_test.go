@@ -46,7 +46,7 @@ func arrivals(tb testing.TB, n int, load float64, speeds []float64, seed uint64)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var works []float64
 	for _, b := range simBodies {
-		w := balancer.Estimate(gpuroute.Lookup("POST", b.path), []byte(b.body))
+		w := balancer.EstimatePrefix(gpuroute.Lookup("POST", b.path), []byte(b.body), true)
 		require.Positive(tb, w)
 		for range b.weight {
 			works = append(works, w)

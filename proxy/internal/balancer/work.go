@@ -46,17 +46,12 @@ func (f *flexNum) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Estimate returns the work units of a request to the GPU route r with the
-// given JSON body: the route's fixed cost, or for POST /images the cost of
-// its fields. Malformed bodies and missing fields fall back to gpusvc's
-// defaults (1 sample, 25 steps, 768×768), and every factor is clamped, so a
-// request cannot claim unbounded work.
-func Estimate(r gpuroute.Route, body []byte) float64 {
-	return EstimatePrefix(r, body, true)
-}
-
-// EstimatePrefix is Estimate for a body of which only prefix is known
-// (complete reports whether prefix is the whole body). It scans the top-level
+// EstimatePrefix returns the work units of a request to the GPU route with
+// the given JSON body, of which only prefix may be known (complete reports
+// whether prefix is the whole body): the route's fixed cost, or for POST
+// /images the cost of its fields. Malformed bodies and missing fields fall
+// back to gpusvc's defaults (1 sample, 25 steps, 768×768), and every factor
+// is clamped, so a request cannot claim unbounded work. It scans the top-level
 // fields of the JSON object in order and stops at the first syntax error or
 // at the end of prefix; a value that reaches the end of an incomplete prefix
 // may be cut short and is ignored. Fields not seen (for example those after a

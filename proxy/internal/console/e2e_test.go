@@ -61,7 +61,7 @@ func startProxy(tb testing.TB, db *pgxpool.Pool, account string) (string, *app.A
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
+	go func() { done <- a.Serve(ctx, ln, nil) }()
 	tb.Cleanup(func() {
 		cancel()
 		require.NoError(tb, <-done)

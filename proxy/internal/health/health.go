@@ -58,8 +58,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Checker checks the upstreams of some pools. Run owns its state; CheckOnce
-// must not be called concurrently with Run.
+// Checker checks the upstreams of some pools. Run owns its state.
 type Checker struct {
 	cfg    Config
 	client *http.Client
@@ -103,9 +102,6 @@ func (c *Checker) Run(ctx context.Context) error {
 		}
 	}
 }
-
-// CheckOnce checks every host once, concurrently, and applies the results.
-func (c *Checker) CheckOnce(ctx context.Context) { c.check(ctx, false) }
 
 // check runs one round over every host, or only over the hosts the active
 // checks consider down.

@@ -185,27 +185,6 @@ func (b *Backend) Interpolate(context.Context, inference.InterpolateRequest) ([]
 	return nil, inference.Unsupported(Name, inference.OpInterpolate)
 }
 
-// sdModel is one item of GET /sdapi/v1/sd-models.
-type sdModel struct {
-	Title     string `json:"title"`
-	ModelName string `json:"model_name"`
-}
-
-// ListModels returns the titles of the checkpoints the server has, the
-// values accepted as ImageRequest.Model. It does not wait for this Backend's
-// turn: servers answer listings while generating.
-func (b *Backend) ListModels(ctx context.Context) ([]string, error) {
-	var models []sdModel
-	if err := b.call(ctx, "list models", http.MethodGet, "/sdapi/v1/sd-models", nil, &models, false); err != nil {
-		return nil, err
-	}
-	titles := make([]string, 0, len(models))
-	for _, m := range models {
-		titles = append(titles, m.Title)
-	}
-	return titles, nil
-}
-
 // upstream builds the error for a server that answered but not usefully.
 func upstream(status int, format string, args ...any) error {
 	return &inference.UpstreamError{Backend: Name, Status: status, Message: fmt.Sprintf(format, args...)}
