@@ -101,6 +101,15 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	return a, nil
 }
 
+// forwardAdmission is the admission controller the data path asks, nil
+// with ADMISSION_POLICY=off.
+func forwardAdmission(cfg Config, c *admission.Controller) *admission.Controller {
+	if cfg.AdmissionPolicy == AdmissionOff {
+		return nil
+	}
+	return c
+}
+
 // Close flushes the access log and closes the connections Open opened;
 // after New it does nothing (the caller owns Deps).
 func (a *App) Close() {
@@ -144,8 +153,12 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 	if deps.Redis != nil {
 		admissionDeps.Redis = deps.Redis
 	}
+	policy := cfg.AdmissionPolicy
+	if policy == AdmissionOff {
+		policy = "" // a controller that is never asked (its snapshot stays empty)
+	}
 	admit, err := admission.New(admission.Config{
-		Policy: cfg.AdmissionPolicy, QueueMax: cfg.AdmissionQueueMax, MaxWait: cfg.AdmissionMaxWait,
+		Policy: policy, QueueMax: cfg.AdmissionQueueMax, MaxWait: cfg.AdmissionMaxWait,
 		UserShare: cfg.AdmissionUserShare, SyncInterval: cfg.AdmissionSyncInterval,
 		TrustedProxies: cfg.TrustedProxies, JWTSecrets: cfg.JWTSecrets, RedisPrefix: cfg.RedisPrefix,
 	}, admissionDeps)
@@ -160,7 +173,7 @@ func New(cfg Config, log *zap.Logger, deps Deps) (*App, error) {
 		BodyLimit:       cfg.BodyLimit,
 		RetryAfter:      cfg.HealthInterval,
 		TrustedProxies:  cfg.TrustedProxies,
-		Admission:       admit,
+		Admission:       forwardAdmission(cfg, admit),
 		AccessLog:       accessLog.Named("forward"),
 	}, forward.Pools{
 		GPU: gpu, GPUSelector: gpuSel,
@@ -294,7 +307,9 @@ func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = a.registry.Run(bg, a.cfg.HostsReloadInterval) })
 	wg.Go(func() { _ = a.checker.Run(bg) })
-	wg.Go(func() { _ = a.admission.Run(bg) })
+	if a.cfg.AdmissionPolicy != AdmissionOff {
+		wg.Go(func() { _ = a.admission.Run(bg) })
+	}
 	defer func() {
 		stopBG()
 		wg.Wait()

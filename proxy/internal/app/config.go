@@ -68,7 +68,9 @@ type Config struct {
 	ChallengeExempt []string
 	// AdmissionPolicy orders the GPU requests that wait for a slot
 	// (ADMISSION_POLICY): fair (default, start-time fair queueing across
-	// users with a per-user cap) or fifo (arrival order, no cap).
+	// users with a per-user cap), fifo (arrival order, no cap) or off (no
+	// queue at the proxy: every GPU request goes straight to the balancer
+	// and waits in the host's own queue, as before admission existed).
 	AdmissionPolicy string
 	// AdmissionQueueMax bounds the waiting GPU requests per replica
 	// (ADMISSION_QUEUE_MAX, default 256).
@@ -121,6 +123,10 @@ func LoadConfig(l *config.Loader) (Config, error) {
 	return c, nil
 }
 
+// AdmissionOff is the ADMISSION_POLICY that turns the proxy's admission
+// queue off.
+const AdmissionOff = "off"
+
 // Validate reports every bad setting, naming its variable.
 func (c Config) Validate() error {
 	errs := []error{c.Common.Validate()}
@@ -160,8 +166,8 @@ func (c Config) Validate() error {
 	if c.RateLimitGlobal < 0 {
 		bad("RATE_LIMIT_GLOBAL", "must not be negative")
 	}
-	if c.AdmissionPolicy != admission.PolicyFair && c.AdmissionPolicy != admission.PolicyFIFO {
-		bad("ADMISSION_POLICY", "%q is not fair or fifo", c.AdmissionPolicy)
+	if c.AdmissionPolicy != admission.PolicyFair && c.AdmissionPolicy != admission.PolicyFIFO && c.AdmissionPolicy != AdmissionOff {
+		bad("ADMISSION_POLICY", "%q is not fair, fifo or off", c.AdmissionPolicy)
 	}
 	if c.AdmissionQueueMax < 1 {
 		bad("ADMISSION_QUEUE_MAX", "must be at least 1")

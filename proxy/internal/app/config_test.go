@@ -27,6 +27,10 @@ func TestAdmissionSettings(t *testing.T) {
 	require.Equal(t, "fifo", cfg.AdmissionPolicy)
 	require.Equal(t, 5*time.Second, cfg.AdmissionMaxWait)
 
+	cfg, err = app.LoadConfig(config.FromMap(map[string]string{"ADMISSION_POLICY": "off"}))
+	require.NoError(t, err)
+	require.Equal(t, app.AdmissionOff, cfg.AdmissionPolicy)
+
 	for name, value := range map[string]string{
 		"ADMISSION_POLICY": "lottery", "ADMISSION_QUEUE_MAX": "0", "ADMISSION_MAX_WAIT": "0s",
 		"ADMISSION_USER_SHARE": "1.5", "ADMISSION_SYNC_INTERVAL": "-1s",
