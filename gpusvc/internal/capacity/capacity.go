@@ -100,6 +100,23 @@ func (l *Limiter) Queued() int {
 // full, ErrQueueTimeout after MaxWait, or ctx's error when ctx ends first.
 // Waiters get slots in arrival order.
 func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
+	return l.acquire(ctx, true)
+}
+
+// AcquireWait takes a slot like Acquire, but never refuses: it waits
+// behind the other waiters however long the queue is and however long it
+// takes, until ctx ends (it then returns ctx's error). It is for work that
+// already waited its turn elsewhere (a job River handed to this host in
+// its fair order), which must not lose that turn by failing and being
+// retried later. Its waiters count in Queued, but not against Queue's
+// bound.
+func (l *Limiter) AcquireWait(ctx context.Context) (release func(), err error) {
+	return l.acquire(ctx, false)
+}
+
+// acquire is Acquire when bounded (the queue's length and MaxWait apply)
+// and AcquireWait when not.
+func (l *Limiter) acquire(ctx context.Context, bounded bool) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -109,7 +126,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	default:
 	}
 	l.mu.Lock()
-	if l.queued >= l.maxQueue {
+	if bounded && l.queued >= l.maxQueue {
 		q := l.queued
 		l.mu.Unlock()
 		return nil, &FullError{RetryAfter: l.retryAfter(q)}
@@ -123,7 +140,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	}()
 
 	var timeout <-chan time.Time
-	if l.maxWait > 0 {
+	if bounded && l.maxWait > 0 {
 		t := time.NewTimer(l.maxWait)
 		defer t.Stop()
 		timeout = t.C
@@ -135,38 +152,6 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 		return l.started(), nil
 	case <-timeout:
 		return nil, ErrQueueTimeout
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// AcquireWait takes a slot like Acquire, but never refuses: it waits
-// behind the other waiters however long the queue is and however long it
-// takes, until ctx ends (it then returns ctx's error). It is for work that
-// already waited its turn elsewhere (a job River handed to this host in
-// its fair order), which must not lose that turn by failing and being
-// retried later. Its waiters count in Queued, but not against Queue's
-// bound.
-func (l *Limiter) AcquireWait(ctx context.Context) (release func(), err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	select {
-	case l.sem <- struct{}{}:
-		return l.started(), nil
-	default:
-	}
-	l.mu.Lock()
-	l.queued++
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.queued--
-		l.mu.Unlock()
-	}()
-	select {
-	case l.sem <- struct{}{}:
-		return l.started(), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
