@@ -34,6 +34,15 @@ type Config interface {
 	Shared() config.Common
 }
 
+// MetricsConfig is implemented by the configuration of a service that
+// serves /metrics on an internal listener of its own (METRICS_ADDR), never
+// on its public one: Run opens that listener and passes it to Serve. A
+// service without it (gpusvc, whose port is private) serves /metrics itself.
+type MetricsConfig interface {
+	// MetricsListenAddr is the metrics listener's address; "" for none.
+	MetricsListenAddr() string
+}
+
 // App is a built service. Serve serves on ln, and GET /metrics on metrics
 // (nil: the service has no separate metrics listener), until ctx ends, then
 // shuts down gracefully; Close releases what the service opened.
@@ -60,10 +69,6 @@ type Binary[C Config, A App] struct {
 	// Commands are the binary's subcommands besides migrate and
 	// healthcheck; nil means none.
 	Commands map[string]Command[C]
-	// MetricsAddr returns the address of the internal metrics listener
-	// (METRICS_ADDR; "" for none); nil means the service has none and
-	// serves /metrics itself (gpusvc, on its private port).
-	MetricsAddr func(cfg C) string
 }
 
 // Main runs b (see Run) with a context that ends at SIGINT or SIGTERM, the
@@ -114,12 +119,10 @@ func (b Binary[C, A]) Run(ctx context.Context, args []string, lookup config.Look
 		return err
 	}
 	var metrics net.Listener
-	if b.MetricsAddr != nil {
-		if addr := b.MetricsAddr(cfg); addr != "" {
-			if metrics, err = web.Listen(addr); err != nil {
-				_ = ln.Close()
-				return fmt.Errorf("METRICS_ADDR: %w", err)
-			}
+	if m, ok := any(cfg).(MetricsConfig); ok && m.MetricsListenAddr() != "" {
+		if metrics, err = web.Listen(m.MetricsListenAddr()); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("METRICS_ADDR: %w", err)
 		}
 	}
 	return a.Serve(ctx, ln, metrics)

@@ -14,10 +14,15 @@ import (
 	"github.com/nounsai/sdserver/shared/service"
 )
 
-type testConfig struct{ config.Common }
+type testConfig struct {
+	config.Common
+	metricsAddr string
+}
+
+func (c testConfig) MetricsListenAddr() string { return c.metricsAddr }
 
 func loadTest(l *config.Loader) (testConfig, error) {
-	c := testConfig{config.LoadCommon(l, "127.0.0.1:0")}
+	c := testConfig{Common: config.LoadCommon(l, "127.0.0.1:0"), metricsAddr: l.String("METRICS_ADDR", "", "")}
 	return c, l.Check(c.Validate())
 }
 
@@ -82,18 +87,17 @@ func TestBinaryRun(t *testing.T) {
 	require.NotNil(t, app)
 	require.Equal(t, "127.0.0.1", app.addr.(*net.TCPAddr).IP.String())
 	require.True(t, app.closed)
-	require.Nil(t, app.metrics, "no MetricsAddr: no metrics listener")
+	require.Nil(t, app.metrics, "no metrics address: no metrics listener")
 
-	// With MetricsAddr, Serve gets a second listener on that address.
-	b.MetricsAddr = func(testConfig) string { return "127.0.0.1:0" }
+	// A config with a metrics address (MetricsConfig): Serve gets a
+	// second listener on it.
 	ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	require.NoError(t, b.Run(ctx, nil, lookup(env)))
+	require.NoError(t, b.Run(ctx, nil, lookup(map[string]string{"LOG_LEVEL": "error", "METRICS_ADDR": "127.0.0.1:0"})))
 	require.NotNil(t, app.metrics)
 	require.NotEqual(t, app.addr, app.metrics)
-	b.MetricsAddr = func(testConfig) string { return "256.0.0.1:1" }
-	require.ErrorContains(t, b.Run(t.Context(), nil, lookup(env)), "METRICS_ADDR")
-	b.MetricsAddr = nil
+	err = b.Run(t.Context(), nil, lookup(map[string]string{"LOG_LEVEL": "error", "METRICS_ADDR": "256.0.0.1:1"}))
+	require.ErrorContains(t, err, "METRICS_ADDR")
 
 	// A failing New is returned as is.
 	b.New = func(context.Context, testConfig, *zap.Logger) (*testApp, error) {

@@ -20,8 +20,6 @@ func main() {
 		Name: "accountsvc",
 		Load: app.LoadConfig,
 		New:  app.New,
-		// /metrics on its own listener, never the public one (docs/security.md).
-		MetricsAddr: func(c app.Config) string { return c.MetricsAddr },
 		Commands: map[string]service.Command[app.Config]{
 			"credits": func(ctx context.Context, args []string, cfg app.Config, _ *zap.Logger) error {
 				return runCredits(ctx, args, cfg, os.Stdout)

@@ -13,6 +13,7 @@ import (
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/email"
 	"github.com/nounsai/sdserver/shared/jobs"
+	"github.com/nounsai/sdserver/shared/service"
 	"github.com/nounsai/sdserver/shared/storage"
 )
 
@@ -173,3 +174,10 @@ func (c AccountsConfig) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MetricsListenAddr is METRICS_ADDR, the internal listener of /metrics
+// (service.MetricsConfig; "" for none).
+func (c Config) MetricsListenAddr() string { return c.MetricsAddr }
+
+// The binary opens the metrics listener only for a MetricsConfig.
+var _ service.MetricsConfig = Config{}

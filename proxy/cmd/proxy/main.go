@@ -15,7 +15,5 @@ func main() {
 		Name: "proxy",
 		Load: app.LoadConfig,
 		New:  app.Open,
-		// /metrics on its own listener, never the public one (docs/security.md).
-		MetricsAddr: func(c app.Config) string { return c.MetricsAddr },
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/proxy/internal/hosts"
 	"github.com/nounsai/sdserver/shared/config"
+	"github.com/nounsai/sdserver/shared/service"
 )
 
 // Config is the proxy's configuration. Every field is read from the
@@ -126,6 +127,13 @@ func LoadConfig(l *config.Loader) (Config, error) {
 // AdmissionOff is the ADMISSION_POLICY that turns the proxy's admission
 // queue off.
 const AdmissionOff = "off"
+
+// MetricsListenAddr is METRICS_ADDR, the internal listener of /metrics
+// (service.MetricsConfig; "" for none).
+func (c Config) MetricsListenAddr() string { return c.MetricsAddr }
+
+// The binary opens the metrics listener only for a MetricsConfig.
+var _ service.MetricsConfig = Config{}
 
 // Validate reports every bad setting, naming its variable.
 func (c Config) Validate() error {
