@@ -287,7 +287,8 @@ func (c *Controller) capacity(now time.Time) capacity {
 		// one, and counting that request against the slow host's slot
 		// left it idle while requests waited here (a fleet of speeds 1, 1,
 		// 0.5, 0.25 at 80 % load lost a quarter of its capacity and
-		// TestRealTimeSpeeds's p50 went from 44 ms to 738 ms).
+		// TestRealTimeSpeeds's p50 went from 44 ms to 738 ms;
+		// TestFreeSlotsCountedPerHost).
 		n := u.InFlight()
 		inFlight += n
 		idle += max(slots-n, 0)

@@ -373,3 +373,33 @@ func TestRedisDownFailsOpen(t *testing.T) {
 	require.False(t, errors.Is(failures[0], context.Canceled))
 	admitNow(t, c, light, 1)
 }
+
+// TestFreeSlotsCountedPerHost: the balancer (EEFT) may queue a request at a
+// fast busy host rather than start it on a slow idle one. The idle host's
+// slot is still free, so the next request is admitted at once instead of
+// waiting at the proxy while that host idles (counting the fleet's slots
+// less our requests left it idle: a fleet of speeds 1, 1, 0.5, 0.25 at 80 %
+// load went from p50 44 ms to 738 ms).
+func TestFreeSlotsCountedPerHost(t *testing.T) {
+	t.Parallel()
+	pool := fleet(t, 2, 1)
+	fast := pool.Hosts()[0]
+	c := newController(t, admission.Config{}, pool)
+
+	// Two requests admitted, both sent to the fast host (one runs, one
+	// queues there), as the balancer chose.
+	now := time.Now()
+	for range 2 {
+		admitNow(t, c, heavy, 1)
+		fast.Start(1, now)
+	}
+	// The slow host's slot is free: a third request does not wait.
+	admitNow(t, c, light, 1)
+
+	// Once every host has a request, the next one waits.
+	pool.Hosts()[1].Start(1, now)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan result, 1)
+	queueUp(t, ctx, c, third, 1, out)
+}
