@@ -105,18 +105,21 @@ func testTextToImage(t *testing.T, s *stack) {
 	require.Equal(t, spent, u.credits(t, proxy))
 }
 
-// testRefreshHosts: /refresh_hosts answers 200 with the GPU hosts (GET and
-// POST, with the challenge token), and 401 without it.
+// testRefreshHosts: /refresh_hosts answers 200 with the number of GPU
+// hosts and never their addresses (GET and POST, with the challenge token),
+// and 401 without it.
 func testRefreshHosts(t *testing.T, s *stack) {
 	proxy := s.targets()[0]
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
 		r := proxy.do(t, method, "/refresh_hosts", "", nil)
 		require.Equal(t, http.StatusOK, r.status, "%s: %s", method, r.body)
 		var out struct {
-			Hosts []string `json:"hosts"`
+			Message  string `json:"message"`
+			GPUHosts int    `json:"gpu_hosts"`
 		}
 		r.JSON(t, &out)
-		require.Equal(t, []string{s.GPUURL}, out.Hosts, method)
+		require.Equal(t, 1, out.GPUHosts, method)
+		require.NotContains(t, string(r.body), s.GPUURL, "%s: the public answer names no host address", method)
 	}
 	r := proxy.do(t, http.MethodGet, "/refresh_hosts", "", nil, "challenge-token", "")
 	require.Equal(t, http.StatusUnauthorized, r.status)
