@@ -39,14 +39,32 @@ before=" $(echo .run/services/*) "
 
 # Job control gives `make run` its own process group with the default SIGINT
 # disposition (background jobs of a script would otherwise ignore SIGINT).
+# env --default-signal=INT also resets it when this script itself was
+# started with SIGINT ignored (say, CI launched from a background job):
+# bash cannot trap a signal ignored on entry, so run.sh would never see
+# the Ctrl-C.
 # Truncate first: the background redirection may not have happened yet when
 # the readiness loop below reads the file (a previous run's marker).
 : >"$logfile"
 set -m
-make --no-print-directory run >"$logfile" 2>&1 </dev/null &
+env --default-signal=INT make --no-print-directory run >"$logfile" 2>&1 </dev/null &
 pgid=$!
 set +m
-cleanup() { kill -KILL -- "-$pgid" 2>/dev/null || true; }
+# ours lists this checkout's service processes (run.sh starts bin/* from
+# $root, each in its own session); another checkout's stack is not ours.
+ours() {
+	local pid
+	for pid in $(pgrep -f -- 'bin/(proxy|accountsvc|gpusvc)( |$)' || true); do
+		[[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$root" ]] && echo "$pid"
+	done
+}
+# cleanup, on a failure: make run's group, and the services, which run in
+# sessions of their own and would outlive it.
+cleanup() {
+	kill -KILL -- "-$pgid" 2>/dev/null || true
+	# shellcheck disable=SC2046 # one pid per word
+	kill -TERM $(ours) 2>/dev/null || true
+}
 trap cleanup EXIT
 
 deadline=$((SECONDS + 300))
@@ -92,9 +110,7 @@ done
 # Only this checkout's processes count (run.sh starts bin/* from $root):
 # another checkout's stack or bench on the same machine is not ours.
 left=()
-for pid in $(pgrep -f -- 'bin/(proxy|accountsvc|gpusvc)( |$)' || true); do
-	[[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$root" ]] && left+=("$(ps -o pid=,args= -p "$pid")")
-done
+for pid in $(ours); do left+=("$(ps -o pid=,args= -p "$pid")"); done
 ((${#left[@]} == 0)) || fail "service processes left: ${left[*]}"
 trap - EXIT
 echo "smoke-run: stopped everything ${elapsed} s after SIGINT"
