@@ -186,3 +186,20 @@ func Units(mode Mode, samples, steps, width, height, strength float64) float64 {
 	}
 	return cost * max(samples, 1) * max(steps, 1) / RefSteps * width * height / RefPixels
 }
+
+// The slot notice: how a GPU host tells the proxy, before its answer, that
+// a request no longer holds a GPU slot. A request that carries
+// SlotNoticeHeader (any value) asks for it; the host then sends, when the
+// request's capacity slot frees (inference is over, the samples are still
+// being encoded and stored), an informational response with status
+// SlotNoticeStatus and SlotNoticeHeader: SlotReleased, then the final
+// response as usual. The proxy counts the host's slot as free from that
+// moment, so its next request is already there when the slot frees rather
+// than one encode-store-answer later; it never forwards the notice to its
+// client. A host that sends none is counted until its answer ends, as
+// before.
+const (
+	SlotNoticeHeader = "X-Slot-Notice"
+	SlotNoticeStatus = 103 // Early Hints: a 1xx every HTTP/1.1 client skips
+	SlotReleased     = "released"
+)

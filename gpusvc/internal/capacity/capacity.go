@@ -122,7 +122,7 @@ func (l *Limiter) acquire(ctx context.Context, bounded bool) (release func(), er
 	}
 	select {
 	case l.sem <- struct{}{}:
-		return l.started(), nil
+		return l.started(ctx), nil
 	default:
 	}
 	l.mu.Lock()
@@ -149,7 +149,7 @@ func (l *Limiter) acquire(ctx context.Context, bounded bool) (release func(), er
 	// the receive in release, so queued jobs are served first-come.
 	select {
 	case l.sem <- struct{}{}:
-		return l.started(), nil
+		return l.started(ctx), nil
 	case <-timeout:
 		return nil, ErrQueueTimeout
 	case <-ctx.Done():
@@ -157,18 +157,34 @@ func (l *Limiter) acquire(ctx context.Context, bounded bool) (release func(), er
 	}
 }
 
-// started counts a job that got its slot and returns its release function.
-func (l *Limiter) started() func() {
+// started counts a job that got its slot and returns its release function,
+// which also calls the release notice of ctx (WithReleaseNotice), if any,
+// once the slot is free.
+func (l *Limiter) started(ctx context.Context) func() {
 	l.inFlight.Add(1)
 	start := time.Now()
+	notice, _ := ctx.Value(noticeKey{}).(func())
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.observe(time.Since(start))
 			l.inFlight.Add(-1)
 			<-l.sem
+			if notice != nil {
+				notice()
+			}
 		})
 	}
+}
+
+type noticeKey struct{}
+
+// WithReleaseNotice returns a context under which every slot acquired calls
+// fn when it is released, just after the slot is free (on the goroutine
+// that releases it). gpusvc's HTTP layer uses it to tell the proxy that a
+// request no longer holds a slot before its answer is ready.
+func WithReleaseNotice(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, noticeKey{}, fn)
 }
 
 // observe folds one hold time into the running mean (weight 1/8).

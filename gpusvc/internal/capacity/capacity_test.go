@@ -112,3 +112,24 @@ func TestAcquireWaitWaitsPastQueueAndMaxWait(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Zero(t, l.Queued())
 }
+
+func TestReleaseNoticeAfterTheSlotFrees(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1})
+	var inFlightAtNotice []int
+	ctx := capacity.WithReleaseNotice(context.Background(), func() {
+		inFlightAtNotice = append(inFlightAtNotice, l.InFlight())
+	})
+	release, err := l.Acquire(ctx)
+	require.NoError(t, err)
+	require.Empty(t, inFlightAtNotice, "no notice while the slot is held")
+	release()
+	release()
+	require.Equal(t, []int{0}, inFlightAtNotice, "one notice, once the slot is free")
+
+	// A slot taken without a notice in its context calls nothing.
+	plain, err := l.Acquire(context.Background())
+	require.NoError(t, err)
+	plain()
+	require.Len(t, inFlightAtNotice, 1)
+}

@@ -66,7 +66,18 @@ func startProxy(tb testing.TB, db *pgxpool.Pool, account string) (string, *app.A
 		cancel()
 		require.NoError(tb, <-done)
 	})
-	return "http://" + ln.Addr().String(), a
+	// Serving starts with the first host load; a test that ends at once
+	// (the browser test skipping) must not cancel it halfway.
+	base := "http://" + ln.Addr().String()
+	require.Eventually(tb, func() bool {
+		resp, err := http.Get(base + "/health")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+	return base, a
 }
 
 func TestConsoleInBrowser(t *testing.T) {

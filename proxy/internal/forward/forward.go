@@ -29,6 +29,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -180,6 +181,13 @@ type request struct {
 	clientCtx context.Context
 	corsOwned bool // an outer handler set CORS headers; drop the upstream's
 
+	// notice: the request asks its host for the slot notice
+	// (slotnotice.go); nw is then the writer the client's answer goes
+	// through, and admitted its admission ticket (zero without admission).
+	notice   bool
+	nw       noticeWriter
+	admitted admission.Ticket
+
 	// X-Forwarded-For and X-Forwarded-Proto for the upstream, computed
 	// once by ServeHTTP (forwardedFor); xff is empty when the peer's
 	// address does not parse.
@@ -223,12 +231,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		job.Work = balancer.EstimatePrefix(st.route, prefix, st.body != nil)
-		if p.cfg.Admission != nil && st.route.MeasuresWork() {
-			ticket, ok := p.admit(w, r, st, job.Work)
-			if !ok {
-				return
+		if st.route.MeasuresWork() {
+			st.notice = true
+			st.nw.ResponseWriter = w
+			w = &st.nw
+			st.w = w
+			if p.cfg.Admission != nil {
+				ticket, ok := p.admit(w, r, st, job.Work)
+				if !ok {
+					return
+				}
+				st.admitted = ticket
+				defer ticket.Done()
 			}
-			defer ticket.Done()
 		}
 	} else if wantsStream(r) {
 		timeout = p.cfg.StreamTimeout
@@ -312,13 +327,19 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, st *request, work 
 // body cannot be copied.
 func (p *Proxy) attempt(w http.ResponseWriter, out *http.Request, st *request, up *balancer.Upstream, job balancer.Job, now, start time.Time) {
 	ticket := up.Start(job.Work, now)
+	var settled atomic.Bool
+	if st.notice {
+		out = p.withSlotNotice(out, st, ticket, &settled)
+	}
 	defer func() {
 		end := p.now()
 		learnAt := st.respAt
 		if learnAt.IsZero() {
 			learnAt = end
 		}
-		ticket.Done(learnAt, learns(st))
+		if settled.CompareAndSwap(false, true) {
+			ticket.Done(learnAt, learns(st))
+		}
 		p.metrics.observe(up, st.route, st.status, end.Sub(start))
 		// One access-log line per upstream attempt. The path is not logged:
 		// account routes carry secrets in it (/verify/<key>, reset keys).

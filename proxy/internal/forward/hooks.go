@@ -20,6 +20,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/edgepolicy"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 // rewrite builds the outbound request. SetURL joins the target's path; an
@@ -34,6 +35,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		h.Set("X-Forwarded-For", st.xff)
 	}
 	h.Set("X-Forwarded-Proto", st.proto)
+	h.Del(gpuroute.SlotNoticeHeader)
+	if st.notice {
+		h.Set(gpuroute.SlotNoticeHeader, "1")
+	}
 	if pr.In.Host != "" {
 		h.Set("X-Forwarded-Host", pr.In.Host)
 	}
