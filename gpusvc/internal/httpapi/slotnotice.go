@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"maps"
 	"net/http"
 	"sync"
 
@@ -49,7 +50,5 @@ func sendSlotNotice(w http.ResponseWriter) {
 	h.Set(gpuroute.SlotNoticeHeader, gpuroute.SlotReleased)
 	w.WriteHeader(gpuroute.SlotNoticeStatus)
 	clear(h)
-	for k, v := range kept {
-		h[k] = v
-	}
+	maps.Copy(h, kept)
 }

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -23,9 +24,9 @@ import (
 // admission; holding one extra request per host brought it to 0.93 s.
 
 // withSlotNotice returns out with a client trace that settles ticket (and
-// st's admission ticket) when the host's slot notice arrives; settle is
-// true once either this or the attempt's end has settled it, so the load
-// is released exactly once.
+// st's admission ticket) when the host's slot notice arrives. settled is
+// shared with the attempt's end: whichever swaps it first settles ticket,
+// so the load is released exactly once.
 func (p *Proxy) withSlotNotice(out *http.Request, st *request, ticket balancer.Ticket, settled *atomic.Bool) *http.Request {
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
 		if code != gpuroute.SlotNoticeStatus || h.Get(gpuroute.SlotNoticeHeader) != gpuroute.SlotReleased {
@@ -83,8 +84,6 @@ func (w *noticeWriter) restore() {
 	}
 	h := w.ResponseWriter.Header()
 	clear(h)
-	for k, v := range w.saved {
-		h[k] = v
-	}
+	maps.Copy(h, w.saved)
 	w.saved = nil
 }
