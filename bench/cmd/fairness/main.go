@@ -79,6 +79,9 @@ type result struct {
 	// bdUnfinished counts B–D requests of the window still without an
 	// image when the drain ended; their wait counts as the time so far.
 	bdUnfinished int
+	// bdRefused counts B–D requests that were refused (503 or 429) at
+	// least once before they got their image.
+	bdRefused int
 	// service is the mean slot hold of one image in the window.
 	service time.Duration
 	// aSync, aAsync are A's images finished in the window.
@@ -197,14 +200,17 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 	from, until := begin.Add(st.warmup), begin.Add(st.warmup+st.measure)
 	var mu sync.Mutex
 	var aDone []time.Time
-	type light struct{ start, end time.Time }
+	type light struct {
+		start, end time.Time
+		refusals   []string
+	}
 	var bd []light
 	for range st.flood {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for loadCtx.Err() == nil {
-				if _, end, ok := generate(loadCtx, c, users[0]); ok {
+				if _, end, _, ok := generate(loadCtx, c, users[0]); ok {
 					mu.Lock()
 					aDone = append(aDone, end)
 					mu.Unlock()
@@ -227,13 +233,13 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 				inner.Add(1)
 				go func() {
 					defer inner.Done()
-					start, end, ok := generate(loadCtx, c, users[i])
+					start, end, refusals, ok := generate(loadCtx, c, users[i])
 					mu.Lock()
 					defer mu.Unlock()
 					if !ok {
 						end = time.Time{}
 					}
-					bd = append(bd, light{start, end})
+					bd = append(bd, light{start, end, refusals})
 				}()
 				select {
 				case <-loadCtx.Done():
@@ -296,6 +302,11 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 			r.bdUnfinished++
 		}
 		r.waits = append(r.waits, max(end.Sub(l.start)-r.service, 0))
+		if len(l.refusals) > 0 {
+			r.bdRefused++
+			fmt.Fprintf(os.Stderr, "fairness: %s: a B–D request waited %s, refused first: %s\n", policy,
+				end.Sub(l.start).Round(time.Millisecond), strings.Join(l.refusals, "; "))
+		}
 	}
 	fmt.Fprintf(os.Stderr, "fairness: %s: done (%d B–D requests measured)\n", policy, len(r.waits))
 	return r, nil
@@ -303,13 +314,14 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 
 // generate sends one synchronous generation for u, retrying 503 and 429
 // after Retry-After (at most a second) until it gets an image or ctx ends.
-func generate(ctx context.Context, c *stack.Client, u stack.User) (start, end time.Time, ok bool) {
+func generate(ctx context.Context, c *stack.Client, u stack.User) (start, end time.Time, refusals []string, ok bool) {
 	start = time.Now()
 	for ctx.Err() == nil {
 		r := c.Do(ctx, stack.Request{Method: http.MethodPost, Path: "/images", Token: u.Token, Body: body(), ContentType: "application/json"})
 		if r.OK() {
-			return start, r.End, true
+			return start, r.End, refusals, true
 		}
+		refusals = append(refusals, fmt.Sprintf("%d after %s: %.80s", r.Status, r.Took().Round(time.Millisecond), r.Body))
 		wait := 250 * time.Millisecond
 		if r.Status == http.StatusServiceUnavailable || r.Status == http.StatusTooManyRequests {
 			if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err == nil {
@@ -320,7 +332,7 @@ func generate(ctx context.Context, c *stack.Client, u stack.User) (start, end ti
 			break
 		}
 	}
-	return start, time.Time{}, false
+	return start, time.Time{}, refusals, false
 }
 
 var seeds atomic.Int64
@@ -384,6 +396,7 @@ func report(rs []result, st settings, dir string) int {
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 	row("service time (mean slot hold)", func(r result) string { return secs(r.service) })
 	row("B–D requests in the window (unfinished)", func(r result) string { return fmt.Sprintf("%d (%d)", len(r.waits), r.bdUnfinished) })
+	row("B–D requests refused at least once", func(r result) string { return fmt.Sprint(r.bdRefused) })
 	row("B–D p50 wait", func(r result) string { return secs(r.pct(0.5)) })
 	row("B–D p99 wait", func(r result) string { return secs(r.pct(0.99)) })
 	row("A throughput (sync + async)", func(r result) string {

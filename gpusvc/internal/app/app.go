@@ -34,6 +34,7 @@ import (
 	"github.com/nounsai/sdserver/shared/apihost"
 	"github.com/nounsai/sdserver/shared/auth"
 	"github.com/nounsai/sdserver/shared/credits"
+	"github.com/nounsai/sdserver/shared/jobs"
 	"github.com/nounsai/sdserver/shared/library"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 	"github.com/nounsai/sdserver/shared/rdb"
@@ -125,7 +126,10 @@ func (a *App) routes() error {
 	if err != nil {
 		return err
 	}
-	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait})
+	// The slot queue is fair across users unless JOB_FAIRNESS=fifo: the
+	// host queues sync requests and async jobs together.
+	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait,
+		Fair: a.cfg.Worker.Jobs.Fairness != jobs.FairnessFIFO})
 	// One ledger charges both the synchronous routes and the jobs.
 	ledger := credits.NewLedger(a.conns.DB, a.cfg.Credits.Options(nil))
 	a.ledger = ledger

@@ -1,14 +1,25 @@
 // Package capacity bounds the GPU work one gpusvc process runs at once: a
-// fixed number of slots (one per GPU) and a bounded FIFO wait queue in front
-// of them. A job that finds the slots busy and the queue full is refused at
+// fixed number of slots (one per GPU) and a bounded wait queue in front of
+// them. A job that finds the slots busy and the queue full is refused at
 // once, so the proxy can send it elsewhere instead of piling requests onto a
 // saturated host.
 //
+// With Options.Fair (gpusvc sets it unless JOB_FAIRNESS=fifo) the queue is
+// fair across users (start-time fair queueing, as the proxy's admission
+// queue and the async job order are): each waiter gets a start
+// tag max(V, the user's last finish tag) and a finish tag start + work,
+// and a freed slot goes to the smallest start tag (ties in arrival order).
+// Synchronous requests and async jobs of one user share the user's tags,
+// so a user whose requests and jobs fill the queue only pushes their own
+// work back: another user's request takes the next free slot. A queue of
+// one user's work is served in arrival order.
+//
 // This package must never know what a job does, and never sleep or spin:
-// waiting is a blocked channel send that ctx cancels.
+// waiting is a blocked channel receive that ctx cancels.
 package capacity
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -44,15 +55,37 @@ type Limiter struct {
 	slots    int
 	maxQueue int
 	maxWait  time.Duration
-	sem      chan struct{}
+	fair     bool
 
-	mu     sync.Mutex
-	queued int
+	mu sync.Mutex
+	// free is the number of free slots; while it is above zero the
+	// queue is empty.
+	free    int
+	waiters waitHeap
+	// bounded is how many waiters count against maxQueue (AcquireWait's
+	// do not).
+	bounded int
+	// vtime is the start tag of the waiter served last; finish holds the
+	// users' last finish tags above it.
+	vtime  float64
+	finish map[string]float64
+	seq    uint64
 
 	inFlight atomic.Int64
 	// avgNanos is an exponentially weighted mean of slot hold times, used
 	// to estimate Retry-After.
 	avgNanos atomic.Int64
+}
+
+// Claim says whose work waits for a slot and how much of it there is, for
+// the fair order of the queue.
+type Claim struct {
+	// User keys the work's user; every claim with the same User shares
+	// one fair share ("" is one user too).
+	User string
+	// Work is the job's work units (one 512×512, 25-step sample is 1);
+	// values below 1 count as 1.
+	Work float64
 }
 
 // Options configure a Limiter.
@@ -65,6 +98,9 @@ type Options struct {
 	// MaxWait bounds the wait in the queue; 0 means no bound besides the
 	// caller's ctx.
 	MaxWait time.Duration
+	// Fair orders the queue fairly across the claims' users (see the
+	// package doc); otherwise it is served in arrival order.
+	Fair bool
 }
 
 // New returns a Limiter.
@@ -74,7 +110,9 @@ func New(opts Options) *Limiter {
 		slots:    slots,
 		maxQueue: max(opts.Queue, 0),
 		maxWait:  opts.MaxWait,
-		sem:      make(chan struct{}, slots),
+		fair:     opts.Fair,
+		free:     slots,
+		finish:   make(map[string]float64),
 	}
 }
 
@@ -91,16 +129,16 @@ func (l *Limiter) InFlight() int { return int(l.inFlight.Load()) }
 func (l *Limiter) Queued() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.queued
+	return len(l.waiters)
 }
 
 // Acquire takes a slot, waiting in the queue when all are busy. It returns
 // a release function that must be called exactly once when the job ends
 // (later calls do nothing). It fails with a *FullError when the queue is
 // full, ErrQueueTimeout after MaxWait, or ctx's error when ctx ends first.
-// Waiters get slots in arrival order.
-func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
-	return l.acquire(ctx, true)
+// Waiters get slots in the fair order of their claims.
+func (l *Limiter) Acquire(ctx context.Context, c Claim) (release func(), err error) {
+	return l.acquire(ctx, c, true)
 }
 
 // AcquireWait takes a slot like Acquire, but never refuses: it waits
@@ -110,34 +148,29 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 // its fair order), which must not lose that turn by failing and being
 // retried later. Its waiters count in Queued, but not against Queue's
 // bound.
-func (l *Limiter) AcquireWait(ctx context.Context) (release func(), err error) {
-	return l.acquire(ctx, false)
+func (l *Limiter) AcquireWait(ctx context.Context, c Claim) (release func(), err error) {
+	return l.acquire(ctx, c, false)
 }
 
 // acquire is Acquire when bounded (the queue's length and MaxWait apply)
 // and AcquireWait when not.
-func (l *Limiter) acquire(ctx context.Context, bounded bool) (release func(), err error) {
+func (l *Limiter) acquire(ctx context.Context, c Claim, bounded bool) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	select {
-	case l.sem <- struct{}{}:
-		return l.started(ctx), nil
-	default:
-	}
 	l.mu.Lock()
-	if bounded && l.queued >= l.maxQueue {
-		q := l.queued
+	if l.free > 0 {
+		l.free--
+		l.mu.Unlock()
+		return l.started(ctx), nil
+	}
+	if bounded && l.bounded >= l.maxQueue {
+		q := len(l.waiters)
 		l.mu.Unlock()
 		return nil, &FullError{RetryAfter: l.retryAfter(q)}
 	}
-	l.queued++
+	w := l.enqueue(c, bounded)
 	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.queued--
-		l.mu.Unlock()
-	}()
 
 	var timeout <-chan time.Time
 	if bounded && l.maxWait > 0 {
@@ -145,16 +178,69 @@ func (l *Limiter) acquire(ctx context.Context, bounded bool) (release func(), er
 		defer t.Stop()
 		timeout = t.C
 	}
-	// A blocked send on a full buffered channel is woken in FIFO order by
-	// the receive in release, so queued jobs are served first-come.
 	select {
-	case l.sem <- struct{}{}:
+	case <-w.ready:
 		return l.started(ctx), nil
 	case <-timeout:
-		return nil, ErrQueueTimeout
+		err = ErrQueueTimeout
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		err = ctx.Err()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w.index < 0 {
+		// Handed a slot just as the wait ended: pass it on.
+		l.handOff()
+		return nil, err
+	}
+	l.remove(w)
+	return nil, err
+}
+
+// enqueue tags a waiter for c and puts it in the queue. l.mu is held.
+func (l *Limiter) enqueue(c Claim, bounded bool) *waiter {
+	l.seq++
+	start := float64(l.seq) // arrival order
+	if l.fair {
+		start = max(l.vtime, l.finish[c.User])
+		l.finish[c.User] = start + max(c.Work, 1)
+	}
+	w := &waiter{start: start, seq: l.seq, user: c.User, bounded: bounded, ready: make(chan struct{})}
+	heap.Push(&l.waiters, w)
+	if bounded {
+		l.bounded++
+	}
+	return w
+}
+
+// remove takes w, which gave up, out of the queue. l.mu is held.
+func (l *Limiter) remove(w *waiter) {
+	heap.Remove(&l.waiters, w.index)
+	if w.bounded {
+		l.bounded--
+	}
+}
+
+// handOff gives a freed slot to the first waiter in the fair order, or
+// counts it free when nobody waits. l.mu is held.
+func (l *Limiter) handOff() {
+	if len(l.waiters) == 0 {
+		l.free++
+		return
+	}
+	w := heap.Pop(&l.waiters).(*waiter)
+	if w.bounded {
+		l.bounded--
+	}
+	l.vtime = w.start
+	// Users whose last finish is behind the virtual time start at V
+	// anyway: forget them, so the map holds only users with work ahead.
+	for u, f := range l.finish {
+		if f <= l.vtime {
+			delete(l.finish, u)
+		}
+	}
+	close(w.ready)
 }
 
 // started counts a job that got its slot and returns its release function,
@@ -169,7 +255,9 @@ func (l *Limiter) started(ctx context.Context) func() {
 		once.Do(func() {
 			l.observe(time.Since(start))
 			l.inFlight.Add(-1)
-			<-l.sem
+			l.mu.Lock()
+			l.handOff()
+			l.mu.Unlock()
 			if notice != nil {
 				notice()
 			}
@@ -208,4 +296,49 @@ func (l *Limiter) retryAfter(q int) time.Duration {
 	avg := time.Duration(l.avgNanos.Load())
 	d := avg * time.Duration(q+1) / time.Duration(l.slots)
 	return min(max(d.Round(time.Second), time.Second), time.Minute)
+}
+
+// waiter is one job in the queue.
+type waiter struct {
+	start   float64
+	seq     uint64
+	user    string
+	bounded bool
+	// ready is closed when the waiter is handed a slot.
+	ready chan struct{}
+	// index is the waiter's place in the heap; -1 once it left.
+	index int
+}
+
+// waitHeap orders waiters by start tag, then arrival (container/heap).
+type waitHeap []*waiter
+
+func (h waitHeap) Len() int { return len(h) }
+func (h waitHeap) Less(i, j int) bool {
+	if h[i].start != h[j].start {
+		return h[i].start < h[j].start
+	}
+	return h[i].seq < h[j].seq
+}
+func (h waitHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+
+// Push adds x, a *waiter.
+func (h *waitHeap) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+
+// Pop removes the last waiter.
+func (h *waitHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	w.index = -1
+	*h = old[:len(old)-1]
+	return w
 }

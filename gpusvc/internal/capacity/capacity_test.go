@@ -16,20 +16,20 @@ func TestSlotsQueueAndFull(t *testing.T) {
 	l := capacity.New(capacity.Options{Slots: 1, Queue: 1})
 	ctx := context.Background()
 
-	r1, err := l.Acquire(ctx)
+	r1, err := l.Acquire(ctx, capacity.Claim{})
 	require.NoError(t, err)
 	require.Equal(t, 1, l.InFlight())
 
 	got := make(chan func(), 1)
 	go func() {
-		r, err := l.Acquire(ctx)
+		r, err := l.Acquire(ctx, capacity.Claim{})
 		if err == nil {
 			got <- r
 		}
 	}()
 	require.Eventually(t, func() bool { return l.Queued() == 1 }, time.Second, time.Millisecond)
 
-	_, err = l.Acquire(ctx)
+	_, err = l.Acquire(ctx, capacity.Claim{})
 	var full *capacity.FullError
 	require.ErrorAs(t, err, &full)
 	require.True(t, errors.Is(err, capacity.ErrFull))
@@ -47,16 +47,16 @@ func TestSlotsQueueAndFull(t *testing.T) {
 func TestQueuedWaitEndsWithContextOrTimeout(t *testing.T) {
 	t.Parallel()
 	l := capacity.New(capacity.Options{Slots: 1, Queue: 2, MaxWait: 20 * time.Millisecond})
-	r, err := l.Acquire(context.Background())
+	r, err := l.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
 	defer r()
 
-	_, err = l.Acquire(context.Background())
+	_, err = l.Acquire(context.Background(), capacity.Claim{})
 	require.ErrorIs(t, err, capacity.ErrQueueTimeout)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = l.Acquire(ctx)
+	_, err = l.Acquire(ctx, capacity.Claim{})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 0, l.Queued())
 }
@@ -64,11 +64,11 @@ func TestQueuedWaitEndsWithContextOrTimeout(t *testing.T) {
 func TestNoQueueRefusesAtOnce(t *testing.T) {
 	t.Parallel()
 	l := capacity.New(capacity.Options{Slots: 2})
-	a, err := l.Acquire(context.Background())
+	a, err := l.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
-	b, err := l.Acquire(context.Background())
+	b, err := l.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
-	_, err = l.Acquire(context.Background())
+	_, err = l.Acquire(context.Background(), capacity.Claim{})
 	require.ErrorIs(t, err, capacity.ErrFull)
 	a()
 	b()
@@ -80,12 +80,12 @@ func TestNoQueueRefusesAtOnce(t *testing.T) {
 func TestAcquireWaitWaitsPastQueueAndMaxWait(t *testing.T) {
 	t.Parallel()
 	l := capacity.New(capacity.Options{Slots: 1, Queue: 0, MaxWait: 10 * time.Millisecond})
-	hold, err := l.Acquire(context.Background())
+	hold, err := l.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
 
 	got := make(chan error, 1)
 	go func() {
-		release, err := l.AcquireWait(context.Background())
+		release, err := l.AcquireWait(context.Background(), capacity.Claim{})
 		if err == nil {
 			release()
 		}
@@ -103,12 +103,12 @@ func TestAcquireWaitWaitsPastQueueAndMaxWait(t *testing.T) {
 	require.Zero(t, l.Queued())
 	require.Zero(t, l.InFlight())
 
-	hold, err = l.Acquire(context.Background())
+	hold, err = l.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
 	defer hold()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	_, err = l.AcquireWait(ctx)
+	_, err = l.AcquireWait(ctx, capacity.Claim{})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Zero(t, l.Queued())
 }
@@ -120,7 +120,7 @@ func TestReleaseNoticeAfterTheSlotFrees(t *testing.T) {
 	ctx := capacity.WithReleaseNotice(context.Background(), func() {
 		inFlightAtNotice = append(inFlightAtNotice, l.InFlight())
 	})
-	release, err := l.Acquire(ctx)
+	release, err := l.Acquire(ctx, capacity.Claim{})
 	require.NoError(t, err)
 	require.Empty(t, inFlightAtNotice, "no notice while the slot is held")
 	release()
@@ -128,8 +128,133 @@ func TestReleaseNoticeAfterTheSlotFrees(t *testing.T) {
 	require.Equal(t, []int{0}, inFlightAtNotice, "one notice, once the slot is free")
 
 	// A slot taken without a notice in its context calls nothing.
-	plain, err := l.Acquire(context.Background())
+	plain, err := l.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
 	plain()
 	require.Len(t, inFlightAtNotice, 1)
+}
+
+// queueUp starts one waiter per claim, in order, each after the previous
+// is queued, and returns the order in which they got the slot.
+func queueUp(t *testing.T, l *capacity.Limiter, wait bool, claims ...capacity.Claim) <-chan string {
+	t.Helper()
+	order := make(chan string, len(claims))
+	for i, c := range claims {
+		go func() {
+			acquire := l.Acquire
+			if wait {
+				acquire = l.AcquireWait
+			}
+			release, err := acquire(context.Background(), c)
+			if err != nil {
+				order <- "error: " + err.Error()
+				return
+			}
+			order <- c.User
+			release()
+		}()
+		require.Eventually(t, func() bool { return l.Queued() == i+1 }, time.Second, time.Millisecond)
+	}
+	return order
+}
+
+func drain(t *testing.T, order <-chan string, n int) []string {
+	t.Helper()
+	var got []string
+	for range n {
+		select {
+		case u := <-order:
+			got = append(got, u)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %v got a slot", got)
+		}
+	}
+	return got
+}
+
+// TestQueueFairAcrossUsers: a user whose work fills the host's queue (sync
+// requests and async jobs alike) does not delay another user's request
+// by more than the slot that frees next. Before the fair queue, waiters
+// were served in arrival order and b waited behind all of a's work.
+func TestQueueFairAcrossUsers(t *testing.T) {
+	t.Parallel()
+	for _, wait := range []bool{false, true} {
+		l := capacity.New(capacity.Options{Slots: 1, Queue: 10, Fair: true})
+		hold, err := l.Acquire(context.Background(), capacity.Claim{User: "a"})
+		require.NoError(t, err)
+		a := capacity.Claim{User: "a", Work: 1}
+		order := queueUp(t, l, wait, a, a, a, a, capacity.Claim{User: "b", Work: 1})
+		hold()
+		got := drain(t, order, 5)
+		// a's first waiter started at the same virtual time as b's;
+		// b goes no later than second, ahead of a's backlog.
+		require.Contains(t, got[:2], "b", "order %v", got)
+	}
+}
+
+// TestQueueWeighsWork: a 4-unit claim advances its user's share four
+// times as far as a 1-unit claim, so a user with one big request waits
+// behind another user's small ones no longer than its share.
+func TestQueueWeighsWork(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1, Queue: 10, Fair: true})
+	hold, err := l.Acquire(context.Background(), capacity.Claim{})
+	require.NoError(t, err)
+	big := capacity.Claim{User: "heavy", Work: 4}
+	small := capacity.Claim{User: "light", Work: 1}
+	order := queueUp(t, l, false, big, big, small, small, small, small)
+	hold()
+	got := drain(t, order, 6)
+	// Tags: heavy 0, 4; light 0, 1, 2, 3. Served by start tag (ties by
+	// arrival): heavy, light, light, light, light, heavy.
+	require.Equal(t, []string{"heavy", "light", "light", "light", "light", "heavy"}, got)
+}
+
+// TestQueueGiveUpKeepsOrder: a waiter whose context ends leaves the queue
+// without costing the others their turn or a slot.
+func TestQueueGiveUpKeepsOrder(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1, Queue: 10, Fair: true})
+	hold, err := l.Acquire(context.Background(), capacity.Claim{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() {
+		_, err := l.Acquire(ctx, capacity.Claim{User: "gone"})
+		gone <- err
+	}()
+	require.Eventually(t, func() bool { return l.Queued() == 1 }, time.Second, time.Millisecond)
+	order := make(chan string, 1)
+	go func() {
+		release, err := l.Acquire(context.Background(), capacity.Claim{User: "stays"})
+		if err == nil {
+			order <- "stays"
+			release()
+		}
+	}()
+	require.Eventually(t, func() bool { return l.Queued() == 2 }, time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-gone, context.Canceled)
+	require.Equal(t, 1, l.Queued())
+	hold()
+	require.Equal(t, []string{"stays"}, drain(t, order, 1))
+	require.Zero(t, l.InFlight())
+	require.Zero(t, l.Queued())
+	// Every slot is free again.
+	r, err := l.Acquire(context.Background(), capacity.Claim{})
+	require.NoError(t, err)
+	r()
+}
+
+// TestQueueArrivalOrderUnlessFair: without Fair (JOB_FAIRNESS=fifo) the
+// queue is served in arrival order, whoever the users are.
+func TestQueueArrivalOrderUnlessFair(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1, Queue: 10})
+	hold, err := l.Acquire(context.Background(), capacity.Claim{})
+	require.NoError(t, err)
+	a := capacity.Claim{User: "a"}
+	order := queueUp(t, l, false, a, a, a, capacity.Claim{User: "b"})
+	hold()
+	require.Equal(t, []string{"a", "a", "a", "b"}, drain(t, order, 4))
 }

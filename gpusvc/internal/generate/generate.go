@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -318,11 +319,8 @@ type sample struct {
 func (s *Service) render(ctx context.Context, job ImageJob, p prepared, wait bool) ([]sample, error) {
 	var res inference.ImageResult
 	backend := p.route.Backend.Name()
-	acquire := s.opts.Capacity.Acquire
-	if wait {
-		acquire = s.opts.Capacity.AcquireWait
-	}
-	err := s.runWith(ctx, acquire, job.Op, backend, func(ctx context.Context) error {
+	claim := userClaim(job.UserID, WorkUnits(job.Op, p.req))
+	err := s.runWith(ctx, claim, wait, job.Op, backend, func(ctx context.Context) error {
 		req := p.req
 		if job.Op != inference.OpTxt2Img {
 			var err error
@@ -447,19 +445,30 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// run executes fn for op on backend inside a capacity slot, with the job
-// timeout, records its latency and maps its error. A full host refuses at
-// once (503 with Retry-After), so the proxy can try another.
-func (s *Service) run(ctx context.Context, op inference.Op, backend string, fn func(ctx context.Context) error) error {
-	return s.runWith(ctx, s.opts.Capacity.Acquire, op, backend, fn)
+// run executes fn for op on backend inside a capacity slot claimed by c,
+// with the job timeout, records its latency and maps its error. A full
+// host refuses at once (503 with Retry-After), so the proxy can try
+// another.
+func (s *Service) run(ctx context.Context, c capacity.Claim, op inference.Op, backend string, fn func(ctx context.Context) error) error {
+	return s.runWith(ctx, c, false, op, backend, fn)
 }
 
-// runWith is run with the slot taken by acquire: Capacity.Acquire for
-// synchronous requests, Capacity.AcquireWait for async jobs, which River
-// handed to this host in their fair turn (shared/jobs) and which would
-// lose that turn if they failed and were retried.
-func (s *Service) runWith(ctx context.Context, acquire func(context.Context) (func(), error), op inference.Op, backend string, fn func(ctx context.Context) error) error {
-	release, err := acquire(ctx)
+// userClaim is the capacity claim of work units for userID: the host's
+// queue is fair across users (the anonymous account is one user).
+func userClaim(userID int64, units float64) capacity.Claim {
+	return capacity.Claim{User: strconv.FormatInt(userID, 10), Work: units}
+}
+
+// runWith is run, waiting for the slot with Capacity.AcquireWait when wait
+// is set: async jobs, which River handed to this host in their fair turn
+// (shared/jobs) and which would lose that turn if they failed and were
+// retried.
+func (s *Service) runWith(ctx context.Context, c capacity.Claim, wait bool, op inference.Op, backend string, fn func(ctx context.Context) error) error {
+	acquire := s.opts.Capacity.Acquire
+	if wait {
+		acquire = s.opts.Capacity.AcquireWait
+	}
+	release, err := acquire(ctx, c)
 	if err != nil {
 		var full *capacity.FullError
 		switch {

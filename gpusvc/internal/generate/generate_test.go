@@ -379,14 +379,14 @@ func TestRenderImagesWaitsForAFullHost(t *testing.T) {
 	ctx := context.Background()
 	var holds []func()
 	for range 2 {
-		r, err := f.capa.Acquire(ctx)
+		r, err := f.capa.Acquire(ctx, capacity.Claim{})
 		require.NoError(t, err)
 		holds = append(holds, r)
 	}
 	qctx, cancelQueue := context.WithCancel(ctx)
 	defer cancelQueue()
 	for range 4 {
-		go func() { _, _ = f.capa.Acquire(qctx) }()
+		go func() { _, _ = f.capa.Acquire(qctx, capacity.Claim{}) }()
 	}
 	require.Eventually(t, func() bool { return f.capa.Queued() == 4 }, 5*time.Second, time.Millisecond)
 	_, err := f.svc.GenerateImages(ctx, txt2img(f.user, 3, 1, "req-full"))

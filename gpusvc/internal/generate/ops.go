@@ -54,7 +54,7 @@ func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route
 			s.release(ctx, debit)
 		}
 	}()
-	if err := s.run(ctx, op, route.Backend.Name(), fn); err != nil {
+	if err := s.run(ctx, userClaim(c.UserID, RouteUnits(op)), op, route.Backend.Name(), fn); err != nil {
 		return err
 	}
 	if err := s.opts.Charger.Settle(ctx, nil, debit.ID); err != nil {

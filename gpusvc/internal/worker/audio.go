@@ -138,7 +138,7 @@ func (r *Runner) workAudio(ctx context.Context, x *run) (jobs.Outcome, func(cont
 		return jobs.Outcome{}, nil, err
 	}
 	var res inference.AudioResult
-	err = r.onGPU(ctx, func() (err error) {
+	err = x.onGPU(ctx, float64(secs), func() (err error) {
 		res, err = r.opts.Backend.Audio(ctx, req)
 		return err
 	})

@@ -17,11 +17,11 @@ import (
 func TestOnGPUHoldsASlot(t *testing.T) {
 	t.Parallel()
 	lim := capacity.New(capacity.Options{Slots: 1, Queue: 0})
-	r := &Runner{opts: Options{Slots: lim}}
-	err := r.onGPU(context.Background(), func() error {
+	x := &run{r: &Runner{opts: Options{Slots: lim}}}
+	err := x.onGPU(context.Background(), 1, func() error {
 		require.Equal(t, 1, lim.InFlight())
 		// The only slot is taken: a synchronous caller is refused at once.
-		_, err := lim.Acquire(context.Background())
+		_, err := lim.Acquire(context.Background(), capacity.Claim{})
 		require.ErrorIs(t, err, capacity.ErrFull)
 		return nil
 	})
@@ -29,7 +29,7 @@ func TestOnGPUHoldsASlot(t *testing.T) {
 	require.Zero(t, lim.InFlight())
 
 	boom := errors.New("boom")
-	require.ErrorIs(t, r.onGPU(context.Background(), func() error { return boom }), boom)
+	require.ErrorIs(t, x.onGPU(context.Background(), 1, func() error { return boom }), boom)
 	require.Zero(t, lim.InFlight(), "the slot is released on failure too")
 }
 
@@ -39,13 +39,13 @@ func TestOnGPUHoldsASlot(t *testing.T) {
 func TestOnGPUWaitsForASlot(t *testing.T) {
 	t.Parallel()
 	lim := capacity.New(capacity.Options{Slots: 1, Queue: 0})
-	r := &Runner{opts: Options{Slots: lim}}
-	hold, err := lim.Acquire(context.Background())
+	x := &run{r: &Runner{opts: Options{Slots: lim}}}
+	hold, err := lim.Acquire(context.Background(), capacity.Claim{})
 	require.NoError(t, err)
 
 	done := make(chan error, 1)
 	go func() {
-		done <- r.onGPU(context.Background(), func() error {
+		done <- x.onGPU(context.Background(), 1, func() error {
 			if lim.InFlight() != 1 {
 				return errors.New("ran without holding the slot")
 			}

@@ -134,7 +134,7 @@ func (r *Runner) workVideo(ctx context.Context, x *run) (jobs.Outcome, func(cont
 		}
 		between := n - 1
 		var got []image.Image
-		err := r.onGPU(ctx, func() (err error) {
+		err := x.onGPU(ctx, 1, func() (err error) {
 			got, err = r.opts.Backend.Interpolate(ctx, inference.InterpolateRequest{
 				From: keyframes[seg], To: keyframes[seg+1], N: min(between, maxInterpolate),
 				Prompt: plan.Prompts[seg], Seed: x.job.VideoProjectID*1000 + int64(seg)})

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/apperr"
@@ -71,19 +73,21 @@ type Options struct {
 
 // Slots hands out the host's GPU slots; *capacity.Limiter implements it.
 type Slots interface {
-	// AcquireWait waits for a slot until ctx ends, never refusing.
-	AcquireWait(ctx context.Context) (release func(), err error)
+	// AcquireWait waits for a slot until ctx ends, never refusing; c
+	// places the wait in the host's queue, fair across users.
+	AcquireWait(ctx context.Context, c capacity.Claim) (release func(), err error)
 }
 
-// onGPU runs fn holding a GPU slot (when the runner has a limiter). The
-// job waits for the slot, however busy the host is: River handed it over
-// in its fair turn (shared/jobs fair.go), and failing here would retry it
-// behind every other waiting job.
-func (r *Runner) onGPU(ctx context.Context, fn func() error) error {
-	if r.opts.Slots == nil {
+// onGPU runs fn holding a GPU slot (when the runner has a limiter), claimed
+// for the job's user with work units. The job waits for the slot, however
+// busy the host is: River handed it over in its fair turn (shared/jobs
+// fair.go), and failing here would retry it behind every other waiting
+// job.
+func (x *run) onGPU(ctx context.Context, work float64, fn func() error) error {
+	if x.r.opts.Slots == nil {
 		return fn()
 	}
-	release, err := r.opts.Slots.AcquireWait(ctx)
+	release, err := x.r.opts.Slots.AcquireWait(ctx, capacity.Claim{User: strconv.FormatInt(x.job.UserID, 10), Work: work})
 	if err != nil {
 		return fmt.Errorf("wait for a GPU slot: %w", err)
 	}

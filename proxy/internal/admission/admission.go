@@ -277,8 +277,9 @@ func (c *Controller) capacity(now time.Time) capacity {
 		// for others (async workers, other replicas): async workers wait
 		// for a slot inside their job and keep every slot busy under a
 		// backlog, so subtracting them would hold synchronous requests
-		// here until they time out. Those jobs share the host's own FIFO
-		// queue with ours instead, as before admission.
+		// here until they time out. Those jobs share the host's own slot
+		// queue with ours instead, which is fair across users as well
+		// (gpusvc's capacity package).
 		//
 		// A slot is free when this replica has fewer requests on the host
 		// than it has slots. Free slots are counted per host, not as the

@@ -8,13 +8,22 @@
 // slots each reported in its last /health; this replica keeps at most that
 // many GPU requests in flight. Jobs the hosts run for others (async River
 // workers, other proxy replicas) are not subtracted: they share each host's
-// own bounded FIFO queue with these requests, as before admission (async
+// own bounded queue with these requests, as before admission (async
 // workers wait for a slot inside their job and would otherwise keep the
-// proxy's view of the fleet full under a backlog). A host that reports
+// proxy's view of the fleet full under a backlog); that queue is itself
+// fair across users (gpusvc/internal/capacity), so a light user's request
+// that lands behind a heavy user's async work still takes the host's next
+// free slot. A host that reports
 // no slots (a legacy host) makes the capacity unbounded: admission then
 // never queues and the host's own queue decides, as before. With no
 // available host at all, requests pass at once and the data path answers
 // 503 "no healthy upstream" as before.
+//
+// A request holds its place in flight until its host's slot notice
+// (gpuroute.SlotNoticeHeader: gpusvc answers 103 when the request's GPU
+// slot frees), not until the answer ends: the host encodes, stores and
+// answers on the CPU while the next request already holds the slot. A host
+// that sends no notice keeps the place until the answer, as before.
 //
 // # Fair order: start-time fair queueing
 //
