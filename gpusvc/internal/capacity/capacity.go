@@ -5,10 +5,9 @@
 // saturated host.
 //
 // With Options.Fair (gpusvc sets it unless JOB_FAIRNESS=fifo) the queue is
-// fair across users (start-time fair queueing, as the proxy's admission
-// queue and the async job order are): each waiter gets a start
-// tag max(V, the user's last finish tag) and a finish tag start + work,
-// and a freed slot goes to the smallest start tag (ties in arrival order).
+// fair across users in shared/fairq's order (start-time fair queueing, as
+// the proxy's admission queue and the async job order are): a freed slot
+// goes to the waiter with the smallest start tag, weighted by work.
 // Synchronous requests and async jobs of one user share the user's tags,
 // so a user whose requests and jobs fill the queue only pushes their own
 // work back: another user's request takes the next free slot. A queue of
@@ -19,13 +18,14 @@
 package capacity
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nounsai/sdserver/shared/fairq"
 )
 
 // ErrFull is returned (wrapped in *FullError) when every slot is busy and
@@ -55,21 +55,17 @@ type Limiter struct {
 	slots    int
 	maxQueue int
 	maxWait  time.Duration
-	fair     bool
 
 	mu sync.Mutex
 	// free is the number of free slots; while it is above zero the
 	// queue is empty.
 	free    int
-	waiters waitHeap
+	waiters fairq.Heap[*waiter]
 	// bounded is how many waiters count against maxQueue (AcquireWait's
 	// do not).
 	bounded int
-	// vtime is the start tag of the waiter served last; finish holds the
-	// users' last finish tags above it.
-	vtime  float64
-	finish map[string]float64
-	seq    uint64
+	// order tags the waiters.
+	order *fairq.Clock
 
 	inFlight atomic.Int64
 	// avgNanos is an exponentially weighted mean of slot hold times, used
@@ -110,9 +106,8 @@ func New(opts Options) *Limiter {
 		slots:    slots,
 		maxQueue: max(opts.Queue, 0),
 		maxWait:  opts.MaxWait,
-		fair:     opts.Fair,
 		free:     slots,
-		finish:   make(map[string]float64),
+		order:    fairq.NewClock(!opts.Fair),
 	}
 }
 
@@ -129,7 +124,7 @@ func (l *Limiter) InFlight() int { return int(l.inFlight.Load()) }
 func (l *Limiter) Queued() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.waiters)
+	return l.waiters.Len()
 }
 
 // Acquire takes a slot, waiting in the queue when all are busy. It returns
@@ -165,7 +160,7 @@ func (l *Limiter) acquire(ctx context.Context, c Claim, bounded bool) (release f
 		return l.started(ctx), nil
 	}
 	if bounded && l.bounded >= l.maxQueue {
-		q := len(l.waiters)
+		q := l.waiters.Len()
 		l.mu.Unlock()
 		return nil, &FullError{RetryAfter: l.retryAfter(q)}
 	}
@@ -188,7 +183,7 @@ func (l *Limiter) acquire(ctx context.Context, c Claim, bounded bool) (release f
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if w.index < 0 {
+	if !w.Queued() {
 		// Handed a slot just as the wait ended: pass it on.
 		l.handOff()
 		return nil, err
@@ -199,14 +194,9 @@ func (l *Limiter) acquire(ctx context.Context, c Claim, bounded bool) (release f
 
 // enqueue tags a waiter for c and puts it in the queue. l.mu is held.
 func (l *Limiter) enqueue(c Claim, bounded bool) *waiter {
-	l.seq++
-	start := float64(l.seq) // arrival order
-	if l.fair {
-		start = max(l.vtime, l.finish[c.User])
-		l.finish[c.User] = start + max(c.Work, 1)
-	}
-	w := &waiter{start: start, seq: l.seq, user: c.User, bounded: bounded, ready: make(chan struct{})}
-	heap.Push(&l.waiters, w)
+	w := &waiter{user: c.User, bounded: bounded, ready: make(chan struct{})}
+	w.Tag = l.order.Next(c.User, max(c.Work, 1))
+	l.waiters.Push(w)
 	if bounded {
 		l.bounded++
 	}
@@ -215,7 +205,8 @@ func (l *Limiter) enqueue(c Claim, bounded bool) *waiter {
 
 // remove takes w, which gave up, out of the queue. l.mu is held.
 func (l *Limiter) remove(w *waiter) {
-	heap.Remove(&l.waiters, w.index)
+	l.waiters.Remove(w)
+	l.order.Withdraw(w.user, w.Tag)
 	if w.bounded {
 		l.bounded--
 	}
@@ -224,22 +215,15 @@ func (l *Limiter) remove(w *waiter) {
 // handOff gives a freed slot to the first waiter in the fair order, or
 // counts it free when nobody waits. l.mu is held.
 func (l *Limiter) handOff() {
-	if len(l.waiters) == 0 {
+	w, ok := l.waiters.Pop()
+	if !ok {
 		l.free++
 		return
 	}
-	w := heap.Pop(&l.waiters).(*waiter)
 	if w.bounded {
 		l.bounded--
 	}
-	l.vtime = w.start
-	// Users whose last finish is behind the virtual time start at V
-	// anyway: forget them, so the map holds only users with work ahead.
-	for u, f := range l.finish {
-		if f <= l.vtime {
-			delete(l.finish, u)
-		}
-	}
+	l.order.Served(w.Tag)
 	close(w.ready)
 }
 
@@ -300,45 +284,9 @@ func (l *Limiter) retryAfter(q int) time.Duration {
 
 // waiter is one job in the queue.
 type waiter struct {
-	start   float64
-	seq     uint64
+	fairq.Entry
 	user    string
 	bounded bool
 	// ready is closed when the waiter is handed a slot.
 	ready chan struct{}
-	// index is the waiter's place in the heap; -1 once it left.
-	index int
-}
-
-// waitHeap orders waiters by start tag, then arrival (container/heap).
-type waitHeap []*waiter
-
-func (h waitHeap) Len() int { return len(h) }
-func (h waitHeap) Less(i, j int) bool {
-	if h[i].start != h[j].start {
-		return h[i].start < h[j].start
-	}
-	return h[i].seq < h[j].seq
-}
-func (h waitHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
-
-// Push adds x, a *waiter.
-func (h *waitHeap) Push(x any) {
-	w := x.(*waiter)
-	w.index = len(*h)
-	*h = append(*h, w)
-}
-
-// Pop removes the last waiter.
-func (h *waitHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	w.index = -1
-	*h = old[:len(old)-1]
-	return w
 }

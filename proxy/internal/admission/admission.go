@@ -321,7 +321,7 @@ func (c *Controller) userCap(cp capacity) int {
 
 // dispatch serves waiters while slots are free. c.mu is held.
 func (c *Controller) dispatch(now time.Time) {
-	if len(c.q.heap) == 0 {
+	if c.q.heap.Len() == 0 {
 		return
 	}
 	cp := c.capacity(now)
@@ -365,24 +365,23 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request, work float64) (
 	c.mu.Lock()
 	u := c.q.user(key)
 	cp := c.capacity(now)
-	if len(c.q.heap) == 0 && (cp.unbounded || cp.hosts == 0 || (cp.free > 0 && c.q.eligible(u, c.userCap(cp)))) {
+	if c.q.heap.Len() == 0 && (cp.unbounded || cp.hosts == 0 || (cp.free > 0 && c.q.eligible(u, c.userCap(cp)))) {
 		// The fast path: no Redis, no queue. The request still takes its
 		// tags, so a user who filled the fleet this way queues behind
 		// those who did not.
-		c.q.charge(u, work)
+		c.q.order.Charge(u.key, work)
 		c.grant(u, work)
 		c.mu.Unlock()
 		return Ticket{c: c, u: u, work: work, once: &sync.Once{}}, nil
 	}
-	start, _ := c.q.tags(u, work)
-	pos, workAhead := c.q.ahead(start, c.q.seq)
+	pos, workAhead := c.q.ahead(c.q.order.Peek(u.key, work))
 	pos++
 	est := c.estimate(cp, workAhead)
 	var refuse *Refusal
 	switch {
-	case len(c.q.heap) >= c.cfg.QueueMax:
+	case c.q.heap.Len() >= c.cfg.QueueMax:
 		refuse = &Refusal{Reason: ReasonQueueFull, Message: fmt.Sprintf(
-			"GPU fleet busy: the wait queue is full (%d requests), retry later", len(c.q.heap))}
+			"GPU fleet busy: the wait queue is full (%d requests), retry later", c.q.heap.Len())}
 	case est > c.cfg.MaxWait:
 		refuse = &Refusal{Reason: ReasonDeadline, Message: fmt.Sprintf(
 			"GPU fleet busy: estimated start in %s s is past the %s s wait limit, retry later",
@@ -468,7 +467,7 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) queueLength() float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return float64(len(c.q.heap))
+	return float64(c.q.heap.Len())
 }
 
 // UserStatus is one user's line in Snapshot.
@@ -500,13 +499,13 @@ func (c *Controller) Snapshot() Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cp := c.capacity(now)
-	s := Snapshot{Policy: c.cfg.Policy, Waiting: len(c.q.heap), InFlight: c.running, FreeSlots: max(cp.free, 0),
+	s := Snapshot{Policy: c.cfg.Policy, Waiting: c.q.heap.Len(), InFlight: c.running, FreeSlots: max(cp.free, 0),
 		UserCap: c.userCap(cp), MaxWait: c.cfg.MaxWait.Seconds()}
 	if cp.unbounded {
 		s.FreeSlots = -1
 	}
 	oldest := map[*user]int64{}
-	for _, w := range c.q.heap {
+	for _, w := range c.q.heap.All() {
 		if o, ok := oldest[w.user]; !ok || w.arrived < o {
 			oldest[w.user] = w.arrived
 		}
