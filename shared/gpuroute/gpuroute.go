@@ -203,11 +203,3 @@ const (
 	SlotNoticeStatus = 103 // Early Hints: a 1xx every HTTP/1.1 client skips
 	SlotReleased     = "released"
 )
-
-// HostFullHeader marks a GPU host's 503 that refused a request before doing
-// any of its work: every GPU slot was busy and the host's wait queue full,
-// and whatever the request had charged was released before the answer. The
-// proxy sends such a request, when its body is buffered, to another host it
-// has not tried yet instead of answering the 503, and strips the header
-// either way.
-const HostFullHeader = "X-Host-Full"

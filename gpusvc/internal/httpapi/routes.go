@@ -83,11 +83,10 @@ func Register(e *echo.Echo, o Options) {
 	e.GET("/health", h.handleHealth)
 	// The GPU routes, as the shared table names them (the proxy sends
 	// exactly these here).
-	// Routes that do GPU work tell the proxy when their slot frees, and
-	// when the host was too full to take them.
+	// Routes that do GPU work tell the proxy when their slot frees.
 	route := func(r gpuroute.Route, fn echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		if r.MeasuresWork() {
-			m = append([]echo.MiddlewareFunc{hostFull, slotNotice}, m...)
+			m = append([]echo.MiddlewareFunc{slotNotice}, m...)
 		}
 		e.Add(r.Method(), r.Path(), fn, m...)
 	}

@@ -22,8 +22,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strconv"
 	"sync"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
