@@ -22,8 +22,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sync"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
