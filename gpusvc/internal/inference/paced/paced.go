@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 // Options configure the pacing: an image operation waits Units(op, req) ×
@@ -64,18 +65,7 @@ func (b *Backend) Delay(units float64) time.Duration {
 
 // wait sleeps the simulated time of units, or until ctx ends.
 func (b *Backend) wait(ctx context.Context, units float64) error {
-	d := b.Delay(units)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return clock.Sleep(ctx, b.Delay(units))
 }
 
 // Generate paces, then generates.
