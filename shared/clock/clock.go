@@ -31,7 +31,8 @@ func Sleep(ctx context.Context, d time.Duration) error {
 // Every calls fn(ctx) every d, the first call d after the start, until ctx
 // ends; it returns when ctx ends. Calls never overlap: a call that takes
 // longer than d delays the next one (time.Ticker drops the missed ticks).
-// d must be positive.
+// No call starts once ctx has ended, even when a tick is ready at the same
+// time. d must be positive.
 func Every(ctx context.Context, d time.Duration, fn func(ctx context.Context)) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -40,6 +41,9 @@ func Every(ctx context.Context, d time.Duration, fn func(ctx context.Context)) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if ctx.Err() != nil {
+				return
+			}
 			fn(ctx)
 		}
 	}

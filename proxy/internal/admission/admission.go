@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 // Policies accepted by Config.Policy (ADMISSION_POLICY).
@@ -442,27 +443,23 @@ func retryAfter(d time.Duration) time.Duration {
 	return time.Duration(min(max(s, 1), 60)) * time.Second
 }
 
-// Run serves waiters when capacity grows without a request finishing and
-// syncs the counts with Redis, until ctx ends.
+// Run serves waiters when capacity grows without a request finishing
+// (every 100 ms) and, when Redis is configured, syncs the counts with Redis
+// (every SyncInterval), until ctx ends; then it returns nil. The two loops
+// run side by side and meet only under c.mu, so a slow Redis round trip
+// does not hold back the dispatch.
 func (c *Controller) Run(ctx context.Context) error {
-	poke := time.NewTicker(100 * time.Millisecond)
-	defer poke.Stop()
-	syncTick := time.NewTicker(c.cfg.SyncInterval)
-	defer syncTick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-poke.C:
-			c.mu.Lock()
-			c.dispatch(c.deps.Now())
-			c.mu.Unlock()
-		case <-syncTick.C:
-			if c.deps.Redis != nil {
-				c.Sync(ctx)
-			}
-		}
+	var wg sync.WaitGroup
+	if c.deps.Redis != nil {
+		wg.Go(func() { clock.Every(ctx, c.cfg.SyncInterval, c.Sync) })
 	}
+	clock.Every(ctx, 100*time.Millisecond, func(context.Context) {
+		c.mu.Lock()
+		c.dispatch(c.deps.Now())
+		c.mu.Unlock()
+	})
+	wg.Wait()
+	return nil
 }
 
 func (c *Controller) queueLength() float64 {

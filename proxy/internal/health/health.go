@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 // maxBody bounds how much of a /health answer is read.
@@ -91,16 +92,13 @@ func NewChecker(cfg Config, client *http.Client, log *zap.Logger, pools ...*bala
 // Hosts that are down are also checked halfway between rounds, so a
 // restarted host is back after about Rise × Interval / 2.
 func (c *Checker) Run(ctx context.Context) error {
-	t := time.NewTicker(c.cfg.Interval / 2)
-	defer t.Stop()
-	for tick := 0; ; tick++ {
+	c.check(ctx, false)
+	tick := 0
+	clock.Every(ctx, c.cfg.Interval/2, func(ctx context.Context) {
+		tick++
 		c.check(ctx, tick%2 == 1)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
+	return nil
 }
 
 // check runs one round over every host, or only over the hosts the active
