@@ -50,6 +50,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/library"
@@ -108,12 +109,8 @@ type Service struct {
 
 // New returns a Service.
 func New(opts Options) *Service {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Minute
-	}
-	if opts.HoldFor <= 0 {
-		opts.HoldFor = opts.Timeout + 5*time.Minute
-	}
+	opts.Timeout = config.OrDefault(opts.Timeout, 5*time.Minute)
+	opts.HoldFor = config.OrDefault(opts.HoldFor, opts.Timeout+5*time.Minute)
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Policies accepted by Config.Policy (ADMISSION_POLICY).
@@ -73,18 +74,10 @@ func (c Config) withDefaults() Config {
 	if c.Policy == "" {
 		c.Policy = PolicyFair
 	}
-	if c.QueueMax <= 0 {
-		c.QueueMax = 256
-	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = 20 * time.Second
-	}
-	if c.UserShare <= 0 {
-		c.UserShare = 0.5
-	}
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = time.Second
-	}
+	c.QueueMax = config.OrDefault(c.QueueMax, 256)
+	c.MaxWait = config.OrDefault(c.MaxWait, 20*time.Second)
+	c.UserShare = config.OrDefault(c.UserShare, 0.5)
+	c.SyncInterval = config.OrDefault(c.SyncInterval, time.Second)
 	if c.ReplicaID == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // maxBody bounds how much of a /health answer is read.
@@ -44,18 +45,10 @@ func (c Config) withDefaults() Config {
 	if c.Path == "" {
 		c.Path = "/health"
 	}
-	if c.Interval <= 0 {
-		c.Interval = 2 * time.Second
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = time.Second
-	}
-	if c.Rise <= 0 {
-		c.Rise = 2
-	}
-	if c.Fall <= 0 {
-		c.Fall = 2
-	}
+	c.Interval = config.OrDefault(c.Interval, 2*time.Second)
+	c.Timeout = config.OrDefault(c.Timeout, time.Second)
+	c.Rise = config.OrDefault(c.Rise, 2)
+	c.Fall = config.OrDefault(c.Fall, 2)
 	return c
 }
 

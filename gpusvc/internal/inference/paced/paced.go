@@ -16,6 +16,7 @@ import (
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Options configure the pacing: an image operation waits Units(op, req) ×
@@ -46,12 +47,8 @@ type Backend struct {
 
 // New wraps b.
 func New(b inference.Backend, opts Options) *Backend {
-	if opts.Speed <= 0 {
-		opts.Speed = 1
-	}
-	if opts.Slowdown <= 0 {
-		opts.Slowdown = 1
-	}
+	opts.Speed = config.OrDefault(opts.Speed, 1)
+	opts.Slowdown = config.OrDefault(opts.Slowdown, 1)
 	return &Backend{Backend: b, opts: opts}
 }
 
