@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/nounsai/sdserver/shared v0.0.0
 	golang.org/x/crypto v0.59.0
 )
 
@@ -13,3 +14,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )
+
+replace github.com/nounsai/sdserver/shared => ../shared

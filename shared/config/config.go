@@ -3,7 +3,8 @@
 // system (same key names). Environment variables win over the file.
 //
 // Each binary has its own Config type built with a Loader; this package
-// holds the Loader and the settings every service shares (Common). It must
+// holds the Loader, the settings every service shares (Common) and the
+// defaulting of unset constructor options (OrDefault). It must
 // never read the environment outside a Loader, and never hold global state.
 package config
 

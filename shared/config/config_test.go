@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,4 +90,29 @@ func TestCheckReportsEveryBadSetting(t *testing.T) {
 
 	ok := config.FromMap(nil)
 	require.NoError(t, ok.Check(config.LoadCommon(ok, "127.0.0.1:1").Validate()))
+}
+
+func TestOrDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		got  any
+		want any
+	}{
+		{name: "positive int kept", got: config.OrDefault(3, 7), want: 3},
+		{name: "zero int defaulted", got: config.OrDefault(0, 7), want: 7},
+		{name: "negative int defaulted", got: config.OrDefault(-1, 7), want: 7},
+		{name: "positive duration kept", got: config.OrDefault(time.Second, time.Minute), want: time.Second},
+		{name: "zero duration defaulted", got: config.OrDefault(time.Duration(0), time.Minute), want: time.Minute},
+		{name: "negative duration defaulted", got: config.OrDefault(-time.Second, time.Minute), want: time.Minute},
+		{name: "positive float kept", got: config.OrDefault(0.5, 2.0), want: 0.5},
+		{name: "zero float defaulted", got: config.OrDefault(0.0, 2.0), want: 2.0},
+		{name: "NaN kept, as x <= 0 keeps it", got: math.IsNaN(config.OrDefault(math.NaN(), 2.0)), want: true},
+		{name: "int64 size defaulted", got: config.OrDefault(int64(0), int64(1<<20)), want: int64(1 << 20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, tc.got)
+		})
+	}
 }

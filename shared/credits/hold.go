@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/clock"
 	"github.com/nounsai/sdserver/shared/db"
 )
 
@@ -147,9 +148,7 @@ func (l *Ledger) RunSweeper(ctx context.Context, interval time.Duration, report 
 	if interval <= 0 {
 		interval = DefaultSweepInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	sweep := func(ctx context.Context) {
 		for {
 			res, err := l.SweepHolds(ctx, page)
 			if ctx.Err() != nil {
@@ -157,13 +156,10 @@ func (l *Ledger) RunSweeper(ctx context.Context, interval time.Duration, report 
 			}
 			report(res, err)
 			if err != nil || len(res.Refunded)+res.Skipped < page {
-				break
+				return
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	sweep(ctx)
+	clock.Every(ctx, interval, sweep)
 }

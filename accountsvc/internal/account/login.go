@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 // LoginResult is a successful login.
@@ -76,16 +77,7 @@ func (s *Service) Login(ctx context.Context, ip, emailIn, password string) (_ Lo
 
 // padUntil waits until floor has passed since start, or ctx is done.
 func padUntil(ctx context.Context, start time.Time, floor time.Duration) {
-	left := floor - time.Since(start)
-	if left <= 0 {
-		return
-	}
-	t := time.NewTimer(left)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	_ = clock.Sleep(ctx, floor-time.Since(start))
 }
 
 // upgradeHash stores an argon2id hash of password in place of u's legacy

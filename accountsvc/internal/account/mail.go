@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/email"
 )
 
@@ -132,12 +133,8 @@ type Mailer struct {
 // for queued emails to go out.
 func NewMailer(pool *pgxpool.Pool, sender email.Sender, keys *KeyDeriver, cfg MailConfig, log *zap.Logger) (*Mailer, error) {
 	log = log.Named("mail")
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
-	}
-	if cfg.RetryBase <= 0 {
-		cfg.RetryBase = 5 * time.Second
-	}
+	cfg.Workers = config.OrDefault(cfg.Workers, 4)
+	cfg.RetryBase = config.OrDefault(cfg.RetryBase, 5*time.Second)
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &mailWorker{sender: sender, keys: keys, cfg: cfg, log: log}); err != nil {
 		return nil, fmt.Errorf("register email worker: %w", err)

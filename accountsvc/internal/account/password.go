@@ -13,6 +13,8 @@ import (
 	"github.com/go-crypt/crypt/algorithm/shacrypt"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Password length limits in bytes.
@@ -77,9 +79,7 @@ func NewHasher(p Argon2Params, concurrency int) (*Hasher, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if concurrency <= 0 {
-		concurrency = runtime.GOMAXPROCS(0)
-	}
+	concurrency = config.OrDefault(concurrency, runtime.GOMAXPROCS(0))
 	h := &Hasher{params: p, slots: make(chan struct{}, concurrency)}
 	dummy, err := h.Hash("dummy password for unknown accounts")
 	if err != nil {

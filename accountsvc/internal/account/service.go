@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
@@ -97,18 +98,10 @@ type Service struct {
 
 // NewService returns a Service using d's collaborators.
 func NewService(d Deps, cfg Config) *Service {
-	if cfg.VerifyTTL <= 0 {
-		cfg.VerifyTTL = DefaultVerifyTTL
-	}
-	if cfg.ResetTTL <= 0 {
-		cfg.ResetTTL = DefaultResetTTL
-	}
-	if cfg.MailPerAddress <= 0 {
-		cfg.MailPerAddress = DefaultMailPerAddress
-	}
-	if cfg.LoginFailureFloor <= 0 {
-		cfg.LoginFailureFloor = DefaultLoginFailureFloor
-	}
+	cfg.VerifyTTL = config.OrDefault(cfg.VerifyTTL, DefaultVerifyTTL)
+	cfg.ResetTTL = config.OrDefault(cfg.ResetTTL, DefaultResetTTL)
+	cfg.MailPerAddress = config.OrDefault(cfg.MailPerAddress, DefaultMailPerAddress)
+	cfg.LoginFailureFloor = config.OrDefault(cfg.LoginFailureFloor, DefaultLoginFailureFloor)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

@@ -22,14 +22,14 @@ import (
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
 
-// clock is a settable test clock.
-type clock struct {
+// fakeClock is a settable test clock.
+type fakeClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
@@ -39,7 +39,7 @@ type fixture struct {
 	svc   *Service
 	pool  *pgxpool.Pool
 	keys  *KeyDeriver
-	clock *clock
+	clock *fakeClock
 }
 
 // newFixture builds a Service on a fresh database. The mailer is not
@@ -49,7 +49,7 @@ func newFixture(tb testing.TB, opts ...func(d *Deps, cfg *Config)) *fixture {
 	tb.Helper()
 	pool := dbtest.New(tb)
 	rc, prefix := dbtest.Redis(tb)
-	clk := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	h, err := NewHasher(DefaultArgon2, 0)
 	require.NoError(tb, err)
 	keys, err := NewKeyDeriver([]byte(strings.Repeat("k", 32)))

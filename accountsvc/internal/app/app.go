@@ -238,27 +238,13 @@ func (a *App) Handler() http.Handler { return a.echo }
 // by side against the same deadline, then pending object deletions get
 // what is left of it.
 func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
-	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHTTP()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- web.ServeWithMetrics(httpCtx, web.NewServer(a.echo), ln, metrics, a.conns.Registry, a.log, a.cfg.ShutdownTimeout)
-	}()
-	var serveErr error
-	select {
-	case serveErr = <-errc:
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Go(func() { a.stopBackground(sctx) })
-	if serveErr == nil {
-		stopHTTP()
-		serveErr = <-errc
-	}
-	wg.Wait()
-	return serveErr
+	return service.Lifecycle{
+		Serve: func(ctx context.Context) error {
+			return web.ServeWithMetrics(ctx, web.NewServer(a.echo), ln, metrics, a.conns.Registry, a.log, a.cfg.ShutdownTimeout)
+		},
+		Stop:    a.stopBackground,
+		Timeout: a.cfg.ShutdownTimeout,
+	}.Run(ctx)
 }
 
 // stopBackground stops the email queue and waits for pending object

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/auth"
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/jobs"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
@@ -59,15 +60,9 @@ type API struct {
 
 // New returns the API.
 func New(o Options) *API {
-	if o.KeepAlive <= 0 {
-		o.KeepAlive = 15 * time.Second
-	}
-	if o.MaxStream <= 0 {
-		o.MaxStream = time.Hour
-	}
-	if o.Poll <= 0 {
-		o.Poll = time.Second
-	}
+	o.KeepAlive = config.OrDefault(o.KeepAlive, 15*time.Second)
+	o.MaxStream = config.OrDefault(o.MaxStream, time.Hour)
+	o.Poll = config.OrDefault(o.Poll, time.Second)
 	if o.OnRedisError == nil {
 		o.OnRedisError = func(error) {}
 	}

@@ -54,6 +54,7 @@ import (
 	"time"
 
 	"github.com/nounsai/sdserver/bench/internal/stack"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 func main() {
@@ -222,7 +223,7 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if !sleep(loadCtx, time.Duration(i-1)*st.period/3) {
+			if clock.Sleep(loadCtx, time.Duration(i-1)*st.period/3) != nil {
 				return
 			}
 			t := time.NewTicker(st.period)
@@ -249,7 +250,7 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 			}
 		}()
 	}
-	if !sleep(ctx, time.Until(from)) {
+	if clock.Sleep(ctx, time.Until(from)) != nil {
 		return result{}, ctx.Err()
 	}
 	sum0, n0, err := busy(ctx, s)
@@ -257,7 +258,7 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 		return result{}, err
 	}
 	fmt.Fprintf(os.Stderr, "fairness: %s: measuring for %s\n", policy, st.measure)
-	if !sleep(ctx, time.Until(until)) {
+	if clock.Sleep(ctx, time.Until(until)) != nil {
 		return result{}, ctx.Err()
 	}
 	sum1, n1, err := busy(ctx, s)
@@ -272,7 +273,7 @@ func scenario(ctx context.Context, st settings, policy string) (result, error) {
 	// The load goes on for drain, so that requests of the window finish;
 	// one still waiting then counts with the wait it had so far.
 	fmt.Fprintf(os.Stderr, "fairness: %s: letting the window's requests finish (%s)\n", policy, st.drain)
-	if !sleep(ctx, st.drain) {
+	if clock.Sleep(ctx, st.drain) != nil {
 		return result{}, ctx.Err()
 	}
 	cut := time.Now()
@@ -328,7 +329,7 @@ func generate(ctx context.Context, c *stack.Client, u stack.User) (start, end ti
 				wait = min(time.Duration(s)*time.Second, time.Second)
 			}
 		}
-		if !sleep(ctx, wait) {
+		if clock.Sleep(ctx, wait) != nil {
 			break
 		}
 	}
@@ -463,19 +464,4 @@ func names(rs []result) []string {
 		out[i] = fmt.Sprintf("%s (ADMISSION_POLICY=%s, JOB_FAIRNESS=%s)", strings.ToUpper(r.policy), r.policy, r.policy)
 	}
 	return out
-}
-
-// sleep waits d or until ctx ends; it reports whether the wait completed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -49,6 +49,8 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/gpusvc/internal/models"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/library"
@@ -107,12 +109,8 @@ type Service struct {
 
 // New returns a Service.
 func New(opts Options) *Service {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Minute
-	}
-	if opts.HoldFor <= 0 {
-		opts.HoldFor = opts.Timeout + 5*time.Minute
-	}
+	opts.Timeout = config.OrDefault(opts.Timeout, 5*time.Minute)
+	opts.HoldFor = config.OrDefault(opts.HoldFor, opts.Timeout+5*time.Minute)
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
@@ -422,7 +420,7 @@ func (s *Service) release(ctx context.Context, d credits.Debit) {
 		}
 		// NotFound, Conflict (nothing to give back) and Invalid never heal.
 		permanent := apperr.Is(err, apperr.KindNotFound) || apperr.Is(err, apperr.KindConflict) || apperr.Is(err, apperr.KindInvalid)
-		if !permanent && attempt < refundAttempts && sleep(ctx, wait) {
+		if !permanent && attempt < refundAttempts && clock.Sleep(ctx, wait) == nil {
 			attempt++
 			wait *= 2
 			continue
@@ -430,18 +428,6 @@ func (s *Service) release(ctx context.Context, d credits.Debit) {
 		s.log.Error("release of the charge failed; the sweeper refunds it at its deadline", zap.Int64("debit_id", d.ID), zap.Int64("user_id", d.UserID),
 			zap.Int64("credits", d.Amount), zap.Int("attempts", attempt), zap.Error(err))
 		return
-	}
-}
-
-// sleep waits d, or until ctx ends; it reports whether the wait completed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
 )
@@ -20,38 +21,33 @@ type Metrics struct {
 // capacity's slots, in-flight and queued jobs, on reg (nil registers
 // nothing, for tests).
 func NewMetrics(reg prometheus.Registerer, capa *capacity.Limiter) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gpusvc_generation_duration_seconds",
 			Help:    "Time a job held a GPU slot (pacing + inference), by operation, backend and outcome.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300},
 		}, []string{"op", "backend", "outcome"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpusvc_jobs_rejected_total",
 			Help: "Jobs refused with 503 because the host was full, by reason.",
 		}, []string{"reason"}),
-		refunds: prometheus.NewCounter(prometheus.CounterOpts{
+		refunds: f.NewCounter(prometheus.CounterOpts{
 			Name: "gpusvc_refunds_total",
 			Help: "Charges refunded after a failed job.",
 		}),
-		holdsLost: prometheus.NewCounter(prometheus.CounterOpts{
+		holdsLost: f.NewCounter(prometheus.CounterOpts{
 			Name: "gpusvc_holds_lost_total",
 			Help: "Requests that finished after the sweeper refunded their charge hold (answered 504, nothing stored).",
 		}),
 	}
-	if reg == nil {
-		return m
-	}
-	reg.MustRegister(m.latency, m.rejected, m.refunds, m.holdsLost)
 	if capa != nil {
-		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_slots", Help: "GPU slots (concurrent jobs) of this host."},
-				func() float64 { return float64(capa.Slots()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_in_flight", Help: "Jobs holding a GPU slot."},
-				func() float64 { return float64(capa.InFlight()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_queue_depth", Help: "Jobs waiting for a GPU slot."},
-				func() float64 { return float64(capa.Queued()) }),
-		)
+		f.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_slots", Help: "GPU slots (concurrent jobs) of this host."},
+			func() float64 { return float64(capa.Slots()) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_in_flight", Help: "Jobs holding a GPU slot."},
+			func() float64 { return float64(capa.InFlight()) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_queue_depth", Help: "Jobs waiting for a GPU slot."},
+			func() float64 { return float64(capa.Queued()) })
 	}
 	return m
 }

@@ -48,12 +48,8 @@ func LoadConfig(l *config.Loader) Config {
 // WithDefaults fills zero durations.
 func (c Config) WithDefaults() Config {
 	c.Jobs = c.Jobs.WithDefaults()
-	if c.RescueAfter <= 0 {
-		c.RescueAfter = c.Jobs.MaxTimeout() + 10*time.Minute
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = max(c.Jobs.HeartbeatTimeout/4, time.Second)
-	}
+	c.RescueAfter = config.OrDefault(c.RescueAfter, c.Jobs.MaxTimeout()+10*time.Minute)
+	c.SweepInterval = config.OrDefault(c.SweepInterval, max(c.Jobs.HeartbeatTimeout/4, time.Second))
 	return c
 }
 

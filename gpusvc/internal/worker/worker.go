@@ -38,6 +38,7 @@ import (
 	"github.com/nounsai/sdserver/gpusvc/internal/generate"
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/clock"
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/email"
 	"github.com/nounsai/sdserver/shared/jobs"
@@ -203,18 +204,11 @@ func (r *Runner) Stop(ctx context.Context) error {
 
 // loop runs the periodic sweep and announcements until ctx ends.
 func (r *Runner) loop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.SweepInterval)
-	defer t.Stop()
 	r.sweep(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.announce(ctx)
-			r.sweep(ctx)
-		}
-	}
+	clock.Every(ctx, r.cfg.SweepInterval, func(ctx context.Context) {
+		r.announce(ctx)
+		r.sweep(ctx)
+	})
 }
 
 // announce records this host's audio operations in the registry, so that
@@ -320,19 +314,12 @@ func (r *Runner) execute(ctx context.Context, row *rivertype.JobRow, args jobs.A
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		t := time.NewTicker(max(r.cfg.Jobs.HeartbeatTimeout/4, 100*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-				if err := r.store.Heartbeat(wctx, j.ID); errors.Is(err, jobs.ErrCanceled) {
-					cancel(jobs.ErrCanceled)
-					return
-				}
+		// A cancelled job ends wctx, which ends the loop.
+		clock.Every(wctx, max(r.cfg.Jobs.HeartbeatTimeout/4, 100*time.Millisecond), func(ctx context.Context) {
+			if err := r.store.Heartbeat(ctx, j.ID); errors.Is(err, jobs.ErrCanceled) {
+				cancel(jobs.ErrCanceled)
 			}
-		}
+		})
 	}()
 	x := &run{job: j, row: row, r: r}
 	defer func() {

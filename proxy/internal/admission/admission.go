@@ -17,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Policies accepted by Config.Policy (ADMISSION_POLICY).
@@ -72,18 +74,10 @@ func (c Config) withDefaults() Config {
 	if c.Policy == "" {
 		c.Policy = PolicyFair
 	}
-	if c.QueueMax <= 0 {
-		c.QueueMax = 256
-	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = 20 * time.Second
-	}
-	if c.UserShare <= 0 {
-		c.UserShare = 0.5
-	}
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = time.Second
-	}
+	c.QueueMax = config.OrDefault(c.QueueMax, 256)
+	c.MaxWait = config.OrDefault(c.MaxWait, 20*time.Second)
+	c.UserShare = config.OrDefault(c.UserShare, 0.5)
+	c.SyncInterval = config.OrDefault(c.SyncInterval, time.Second)
 	if c.ReplicaID == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -441,27 +435,23 @@ func retryAfter(d time.Duration) time.Duration {
 	return time.Duration(min(max(s, 1), 60)) * time.Second
 }
 
-// Run serves waiters when capacity grows without a request finishing and
-// syncs the counts with Redis, until ctx ends.
+// Run serves waiters when capacity grows without a request finishing
+// (every 100 ms) and, when Redis is configured, syncs the counts with Redis
+// (every SyncInterval), until ctx ends; then it returns nil. The two loops
+// run side by side and meet only under c.mu, so a slow Redis round trip
+// does not hold back the dispatch.
 func (c *Controller) Run(ctx context.Context) error {
-	poke := time.NewTicker(100 * time.Millisecond)
-	defer poke.Stop()
-	syncTick := time.NewTicker(c.cfg.SyncInterval)
-	defer syncTick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-poke.C:
-			c.mu.Lock()
-			c.dispatch(c.deps.Now())
-			c.mu.Unlock()
-		case <-syncTick.C:
-			if c.deps.Redis != nil {
-				c.Sync(ctx)
-			}
-		}
+	var wg sync.WaitGroup
+	if c.deps.Redis != nil {
+		wg.Go(func() { clock.Every(ctx, c.cfg.SyncInterval, c.Sync) })
 	}
+	clock.Every(ctx, 100*time.Millisecond, func(context.Context) {
+		c.mu.Lock()
+		c.dispatch(c.deps.Now())
+		c.mu.Unlock()
+	})
+	wg.Wait()
+	return nil
 }
 
 func (c *Controller) queueLength() float64 {

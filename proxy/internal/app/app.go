@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -303,20 +302,22 @@ func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 
 	// Background work outlives ctx until the drain is over, so that host
 	// changes and health keep applying to the requests being drained.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.registry.Run(bg, a.cfg.HostsReloadInterval) })
-	wg.Go(func() { _ = a.checker.Run(bg) })
-	if a.cfg.AdmissionPolicy != AdmissionOff {
-		wg.Go(func() { _ = a.admission.Run(bg) })
+	bg := []func(context.Context){
+		func(ctx context.Context) { _ = a.registry.Run(ctx, a.cfg.HostsReloadInterval) },
+		func(ctx context.Context) { _ = a.checker.Run(ctx) },
 	}
-	defer func() {
-		stopBG()
-		wg.Wait()
-		a.transport.CloseIdleConnections()
-	}()
+	if a.cfg.AdmissionPolicy != AdmissionOff {
+		bg = append(bg, func(ctx context.Context) { _ = a.admission.Run(ctx) })
+	}
+	defer a.transport.CloseIdleConnections()
 
 	srv := web.NewServer(a.handler)
 	srv.ErrorLog = zap.NewStdLog(a.log.Named("http"))
-	return web.ServeWithMetrics(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
+	return service.Lifecycle{
+		Serve: func(ctx context.Context) error {
+			return web.ServeWithMetrics(ctx, srv, edge.LimitListener(ln, a.cfg.MaxConns), metrics, a.reg, a.log, a.cfg.ShutdownTimeout)
+		},
+		Background: bg,
+		Timeout:    a.cfg.ShutdownTimeout,
+	}.Run(ctx)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/adminguard"
 	"github.com/nounsai/sdserver/shared/apperr"
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/web"
 )
 
@@ -92,9 +93,7 @@ type Console struct {
 // New returns the console. It fails only if the embedded templates do not
 // parse.
 func New(opts Options) (*Console, error) {
-	if opts.SessionTTL <= 0 {
-		opts.SessionTTL = DefaultSessionTTL
-	}
+	opts.SessionTTL = config.OrDefault(opts.SessionTTL, DefaultSessionTTL)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -26,6 +26,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/edgepolicy"
 	"github.com/nounsai/sdserver/shared/ratelimit"
 )
@@ -78,9 +79,7 @@ func NewGuard(cfg Config, limiter *ratelimit.Limiter, next http.Handler, log *za
 		cfg: cfg, challenge: edgepolicy.NewChallenge(cfg.ChallengeTokens, cfg.ChallengeExempt...),
 		limiter: limiter, next: next, log: log, now: time.Now, denied: map[string]ratelimit.Result{},
 	}
-	if g.cfg.RateLimitTimeout <= 0 {
-		g.cfg.RateLimitTimeout = 100 * time.Millisecond
-	}
+	g.cfg.RateLimitTimeout = config.OrDefault(g.cfg.RateLimitTimeout, 100*time.Millisecond)
 	if limiter == nil {
 		g.cfg.RateLimitIP, g.cfg.RateLimitGlobal = 0, 0
 	}

@@ -36,6 +36,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/admission"
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/edgepolicy"
 	"github.com/nounsai/sdserver/shared/gpuroute"
 )
@@ -79,24 +80,12 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.GPUTimeout <= 0 {
-		c.GPUTimeout = 300 * time.Second
-	}
-	if c.UpstreamTimeout <= 0 {
-		c.UpstreamTimeout = 30 * time.Second
-	}
-	if c.StreamTimeout <= 0 {
-		c.StreamTimeout = time.Hour
-	}
-	if c.BodyLimit <= 0 {
-		c.BodyLimit = 5 << 20
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 3
-	}
-	if c.RetryAfter <= 0 {
-		c.RetryAfter = 2 * time.Second
-	}
+	c.GPUTimeout = config.OrDefault(c.GPUTimeout, 300*time.Second)
+	c.UpstreamTimeout = config.OrDefault(c.UpstreamTimeout, 30*time.Second)
+	c.StreamTimeout = config.OrDefault(c.StreamTimeout, time.Hour)
+	c.BodyLimit = config.OrDefault(c.BodyLimit, 5<<20)
+	c.MaxAttempts = config.OrDefault(c.MaxAttempts, 3)
+	c.RetryAfter = config.OrDefault(c.RetryAfter, 2*time.Second)
 	return c
 }
 

@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
+	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // maxBody bounds how much of a /health answer is read.
@@ -43,18 +45,10 @@ func (c Config) withDefaults() Config {
 	if c.Path == "" {
 		c.Path = "/health"
 	}
-	if c.Interval <= 0 {
-		c.Interval = 2 * time.Second
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = time.Second
-	}
-	if c.Rise <= 0 {
-		c.Rise = 2
-	}
-	if c.Fall <= 0 {
-		c.Fall = 2
-	}
+	c.Interval = config.OrDefault(c.Interval, 2*time.Second)
+	c.Timeout = config.OrDefault(c.Timeout, time.Second)
+	c.Rise = config.OrDefault(c.Rise, 2)
+	c.Fall = config.OrDefault(c.Fall, 2)
 	return c
 }
 
@@ -91,16 +85,13 @@ func NewChecker(cfg Config, client *http.Client, log *zap.Logger, pools ...*bala
 // Hosts that are down are also checked halfway between rounds, so a
 // restarted host is back after about Rise × Interval / 2.
 func (c *Checker) Run(ctx context.Context) error {
-	t := time.NewTicker(c.cfg.Interval / 2)
-	defer t.Stop()
-	for tick := 0; ; tick++ {
+	c.check(ctx, false)
+	tick := 0
+	clock.Every(ctx, c.cfg.Interval/2, func(ctx context.Context) {
+		tick++
 		c.check(ctx, tick%2 == 1)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
+	return nil
 }
 
 // check runs one round over every host, or only over the hosts the active

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Name is the backend's short name, as returned by Backend.Name.
@@ -125,12 +126,8 @@ func New(cfg Config) *Backend {
 	if cfg.DialRetries < 0 {
 		cfg.DialRetries = 0
 	}
-	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = DefaultRetryBackoff
-	}
-	if cfg.MaxResponseBytes <= 0 {
-		cfg.MaxResponseBytes = DefaultMaxResponseBytes
-	}
+	cfg.RetryBackoff = config.OrDefault(cfg.RetryBackoff, DefaultRetryBackoff)
+	cfg.MaxResponseBytes = config.OrDefault(cfg.MaxResponseBytes, DefaultMaxResponseBytes)
 	client := cfg.HTTPClient
 	if client == nil {
 		client = &http.Client{}

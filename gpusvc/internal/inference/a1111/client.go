@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 // call sends one JSON request and decodes the JSON answer into out. With
@@ -84,12 +85,8 @@ func (b *Backend) call(ctx context.Context, what, method, path string, in, out a
 		}
 		b.log.Warn("dial failed, retrying", zap.String("op", what), zap.Int("attempt", attempt+1),
 			zap.Duration("backoff", backoff), zap.Error(err))
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("a1111 %s: %w", what, ctx.Err())
+		if err := clock.Sleep(ctx, backoff); err != nil {
+			return fmt.Errorf("a1111 %s: %w", what, err)
 		}
 		backoff *= 2
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/clock"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Options configure the pacing: an image operation waits Units(op, req) ×
@@ -45,12 +47,8 @@ type Backend struct {
 
 // New wraps b.
 func New(b inference.Backend, opts Options) *Backend {
-	if opts.Speed <= 0 {
-		opts.Speed = 1
-	}
-	if opts.Slowdown <= 0 {
-		opts.Slowdown = 1
-	}
+	opts.Speed = config.OrDefault(opts.Speed, 1)
+	opts.Slowdown = config.OrDefault(opts.Slowdown, 1)
 	return &Backend{Backend: b, opts: opts}
 }
 
@@ -64,18 +62,7 @@ func (b *Backend) Delay(units float64) time.Duration {
 
 // wait sleeps the simulated time of units, or until ctx ends.
 func (b *Backend) wait(ctx context.Context, units float64) error {
-	d := b.Delay(units)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return clock.Sleep(ctx, b.Delay(units))
 }
 
 // Generate paces, then generates.

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/clock"
 )
 
 // prediction is the part of Replicate's prediction object we read.
@@ -73,13 +74,9 @@ func (b *Backend) run(ctx context.Context, what, version string, input map[strin
 		return nil, &inference.UpstreamError{Backend: Name, Status: http.StatusOK, Message: "prediction without id"}
 	}
 	for !terminal(p.Status) {
-		t := time.NewTimer(b.cfg.PollInterval)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if err := clock.Sleep(ctx, b.cfg.PollInterval); err != nil {
 			b.cancel(ctx, &p)
-			return nil, fmt.Errorf("replicate %s: prediction %s: %w", what, p.ID, ctx.Err())
+			return nil, fmt.Errorf("replicate %s: prediction %s: %w", what, p.ID, err)
 		}
 		var next prediction
 		if err := b.callJSON(ctx, what, http.MethodGet, b.apiURL(p.URLs.Get, "/predictions/"+p.ID), nil, nil, &next); err != nil {
@@ -218,12 +215,8 @@ func (b *Backend) send(ctx context.Context, what, method, target string, header 
 		wait = min(wait, b.cfg.MaxRetryAfter)
 		b.log.Warn("request failed, retrying", zap.String("op", what), zap.String("method", method),
 			zap.Int("status", status), zap.Int("attempt", attempt+1), zap.Duration("wait", wait))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("replicate %s: %w", what, ctx.Err())
+		if err := clock.Sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("replicate %s: %w", what, err)
 		}
 	}
 }

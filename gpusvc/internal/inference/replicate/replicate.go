@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/inference"
+	"github.com/nounsai/sdserver/shared/config"
 )
 
 // Name is the backend's short name, as returned by Backend.Name.
@@ -128,9 +129,7 @@ func New(cfg Config) *Backend {
 	if err != nil {
 		base = &url.URL{}
 	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
+	cfg.PollInterval = config.OrDefault(cfg.PollInterval, DefaultPollInterval)
 	if cfg.MusicGenModel == "" {
 		cfg.MusicGenModel = DefaultMusicGenModel
 	}
@@ -146,18 +145,10 @@ func New(cfg Config) *Backend {
 	if cfg.MaxRetries < 0 {
 		cfg.MaxRetries = 0
 	}
-	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = DefaultRetryBackoff
-	}
-	if cfg.MaxRetryAfter <= 0 {
-		cfg.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	if cfg.CancelTimeout <= 0 {
-		cfg.CancelTimeout = DefaultCancelTimeout
-	}
-	if cfg.MaxOutputBytes <= 0 {
-		cfg.MaxOutputBytes = DefaultMaxOutput
-	}
+	cfg.RetryBackoff = config.OrDefault(cfg.RetryBackoff, DefaultRetryBackoff)
+	cfg.MaxRetryAfter = config.OrDefault(cfg.MaxRetryAfter, DefaultMaxRetryAfter)
+	cfg.CancelTimeout = config.OrDefault(cfg.CancelTimeout, DefaultCancelTimeout)
+	cfg.MaxOutputBytes = config.OrDefault(cfg.MaxOutputBytes, DefaultMaxOutput)
 	client := cfg.HTTPClient
 	if client == nil {
 		client = &http.Client{}
