@@ -9,6 +9,7 @@ package browsertest
 import (
 	"bytes"
 	"context"
+	"image"
 	"image/color"
 	"image/png"
 	"os"
@@ -71,19 +72,27 @@ func New(tb testing.TB, timeout time.Duration) context.Context {
 // removed when the test ends).
 func Screenshot(tb testing.TB, ctx context.Context, name, keepDirEnv string) string {
 	tb.Helper()
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	require.NoError(tb, err)
-	img, err := png.Decode(bytes.NewReader(shot))
-	require.NoError(tb, err)
+	// A loaded machine may paint late: take shots until one is a real
+	// render or 15 s have passed.
+	var (
+		shot    []byte
+		img     image.Image
+		colours int
+	)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		var err error
+		shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		require.NoError(tb, err)
+		img, err = png.Decode(bytes.NewReader(shot))
+		require.NoError(tb, err)
+		if colours = countColours(img); colours > 5 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	require.GreaterOrEqual(tb, img.Bounds().Dx(), 600)
 	require.GreaterOrEqual(tb, img.Bounds().Dy(), 300)
-	colours := map[color.Color]bool{}
-	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 7 {
-		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 7 {
-			colours[img.At(x, y)] = true
-		}
-	}
-	require.Greater(tb, len(colours), 5, "the screenshot is blank")
+	require.Greater(tb, colours, 5, "the screenshot is blank")
 	path := filepath.Join(tb.TempDir(), name)
 	require.NoError(tb, os.WriteFile(path, shot, 0o644))
 	tb.Logf("screenshot: %s", path)
@@ -93,4 +102,15 @@ func Screenshot(tb testing.TB, ctx context.Context, name, keepDirEnv string) str
 		tb.Logf("screenshot kept: %s", kept)
 	}
 	return path
+}
+
+// countColours counts the distinct colours of img on a 7-pixel grid.
+func countColours(img image.Image) int {
+	colours := map[color.Color]bool{}
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 7 {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 7 {
+			colours[img.At(x, y)] = true
+		}
+	}
+	return len(colours)
 }
