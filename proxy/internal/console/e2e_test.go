@@ -151,7 +151,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.Equal(t, u.ID == idA, u.Draining(), u.Address)
 	}
 
-	// A full-page screenshot of the drained state.
+	// A screenshot of the drained state.
 	browsertest.Screenshot(t, bctx, "console.png", "CONSOLE_SCREENSHOT_DIR")
 
 	// Undrain it again.
