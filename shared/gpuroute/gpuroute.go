@@ -203,3 +203,12 @@ const (
 	SlotNoticeStatus = 103 // Early Hints: a 1xx every HTTP/1.1 client skips
 	SlotReleased     = "released"
 )
+
+// HostFullHeader marks a GPU host's 503 that refused a request before doing
+// any of its work: every GPU slot was busy and the host's wait queue full.
+// The host takes its capacity place before it charges anything, so such a
+// request has changed nothing there, its X-Request-ID included. The
+// proxy sends such a request, when its body is buffered, to another host it
+// has not tried yet instead of answering the 503, and strips the header
+// either way.
+const HostFullHeader = "X-Host-Full"

@@ -36,6 +36,7 @@ import (
 	"github.com/nounsai/sdserver/shared/credits"
 	"github.com/nounsai/sdserver/shared/dbtest"
 	"github.com/nounsai/sdserver/shared/email"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 	"github.com/nounsai/sdserver/shared/storage"
 )
 
@@ -419,13 +420,24 @@ func TestCapacityFullIs503WithRetryAfter(t *testing.T) {
 	require.Equal(t, "nouns", health["backend"])
 	require.Contains(t, health["models"], legacyID)
 
-	r := s.post(t, "/images", tok, txt2img(2, 1))
+	r := s.post(t, "/images", tok, txt2img(2, 1), "X-Request-ID", "req-refused-full")
 	require.Equal(t, http.StatusServiceUnavailable, r.status, "%s", r.body)
 	require.NotEmpty(t, r.header.Get("Retry-After"))
 	require.NotEmpty(t, r.json(t)["message"])
+	require.Equal(t, "1", r.header.Get(gpuroute.HostFullHeader), "the proxy may send it to another host")
 	wg.Wait()
 	require.Equal(t, http.StatusOK, first.status)
 	require.Equal(t, int64(4), s.balance(t, uid), "only the served request is charged")
+
+	// The refused request changed nothing, its X-Request-ID included: the
+	// proxy's retry of it (on this host or another sharing the ledger) is
+	// served and charged once, not refused as a replay (409).
+	r = s.post(t, "/images", tok, txt2img(2, 1), "X-Request-ID", "req-refused-full")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	require.Equal(t, int64(3), s.balance(t, uid))
+	r = s.post(t, "/images", tok, txt2img(2, 1), "X-Request-ID", "req-refused-full")
+	require.Equal(t, http.StatusConflict, r.status, "a served request's ID stays used: %s", r.body)
+	require.Equal(t, int64(3), s.balance(t, uid))
 }
 
 // pngHeader is a valid PNG signature and IHDR claiming w×h pixels, with no

@@ -150,46 +150,118 @@ func (l *Limiter) AcquireWait(ctx context.Context, c Claim) (release func(), err
 // acquire is Acquire when bounded (the queue's length and MaxWait apply)
 // and AcquireWait when not.
 func (l *Limiter) acquire(ctx context.Context, c Claim, bounded bool) (release func(), err error) {
+	t, err := l.reserve(ctx, c, bounded)
+	if err != nil {
+		return nil, err
+	}
+	return t.Wait(ctx)
+}
+
+// Reserve takes a slot or a place in the queue at once, without waiting,
+// and fails with a *FullError (or ctx's error) when it can do neither. The
+// caller then does what must happen before the work and only for work
+// that will run (gpusvc charges the credits), and either waits for the
+// slot with Ticket.Wait or gives the place back with Ticket.Cancel. So a
+// request the host refuses as full has changed nothing anywhere, and may
+// be sent to another host as it is. MaxWait counts from Reserve.
+func (l *Limiter) Reserve(ctx context.Context, c Claim) (*Ticket, error) {
+	return l.reserve(ctx, c, true)
+}
+
+// reserve is Reserve, bounded or not (see acquire).
+func (l *Limiter) reserve(ctx context.Context, c Claim, bounded bool) (*Ticket, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.free > 0 {
 		l.free--
-		l.mu.Unlock()
-		return l.started(ctx), nil
+		return &Ticket{l: l}, nil
 	}
 	if bounded && l.bounded >= l.maxQueue {
-		q := l.waiters.Len()
-		l.mu.Unlock()
-		return nil, &FullError{RetryAfter: l.retryAfter(q)}
+		return nil, &FullError{RetryAfter: l.retryAfter(l.waiters.Len())}
 	}
-	w := l.enqueue(c, bounded)
-	l.mu.Unlock()
-
-	var timeout <-chan time.Time
+	t := &Ticket{l: l, w: l.enqueue(c, bounded)}
 	if bounded && l.maxWait > 0 {
-		t := time.NewTimer(l.maxWait)
-		defer t.Stop()
-		timeout = t.C
+		t.deadline = time.Now().Add(l.maxWait)
+	}
+	return t, nil
+}
+
+// Ticket is a place Reserve took: a slot, or a place in the queue. Exactly
+// one of Wait and Cancel must be called, once.
+type Ticket struct {
+	l *Limiter
+	// w is the queue place; nil when Reserve found a free slot.
+	w *waiter
+	// deadline ends the wait in the queue (MaxWait); zero means none.
+	deadline time.Time
+	// done is set once Wait or Cancel ran.
+	done bool
+}
+
+// Wait waits for the ticket's slot and returns its release function (see
+// Acquire). It fails with ErrQueueTimeout when MaxWait has passed since
+// Reserve, or with ctx's error when ctx ends first; the place is then
+// given back.
+func (t *Ticket) Wait(ctx context.Context) (release func(), err error) {
+	l := t.l
+	t.done = true
+	if t.w == nil {
+		if err := ctx.Err(); err != nil {
+			l.mu.Lock()
+			l.handOff()
+			l.mu.Unlock()
+			return nil, err
+		}
+		return l.started(ctx), nil
+	}
+	var timeout <-chan time.Time
+	if !t.deadline.IsZero() {
+		tm := time.NewTimer(time.Until(t.deadline))
+		defer tm.Stop()
+		timeout = tm.C
 	}
 	select {
-	case <-w.ready:
+	case <-t.w.ready:
 		return l.started(ctx), nil
 	case <-timeout:
 		err = ErrQueueTimeout
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	t.giveBack()
+	return nil, err
+}
+
+// Cancel gives the ticket's slot or queue place back without running
+// anything. It does nothing after Wait or an earlier Cancel.
+func (t *Ticket) Cancel() {
+	if t.done {
+		return
+	}
+	t.done = true
+	if t.w == nil {
+		t.l.mu.Lock()
+		t.l.handOff()
+		t.l.mu.Unlock()
+		return
+	}
+	t.giveBack()
+}
+
+// giveBack takes the ticket's waiter out of the queue, or passes its slot
+// on when it was handed one just as it gave up.
+func (t *Ticket) giveBack() {
+	l := t.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !w.Queued() {
-		// Handed a slot just as the wait ended: pass it on.
+	if !t.w.Queued() {
 		l.handOff()
-		return nil, err
+		return
 	}
-	l.remove(w)
-	return nil, err
+	l.remove(t.w)
 }
 
 // enqueue tags a waiter for c and puts it in the queue. l.mu is held.

@@ -258,3 +258,66 @@ func TestQueueArrivalOrderUnlessFair(t *testing.T) {
 	hold()
 	require.Equal(t, []string{"a", "a", "a", "b"}, drain(t, order, 4))
 }
+
+// TestReserveCancelGivesThePlaceBack: a reserved slot or queue place that
+// is cancelled (the request was refused after reserving, e.g. for lack of
+// credits) goes to the next waiter or back to the free count; Cancel after
+// Wait and a second Cancel do nothing.
+func TestReserveCancelGivesThePlaceBack(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1, Queue: 1})
+	ctx := context.Background()
+
+	slot, err := l.Reserve(ctx, capacity.Claim{User: "a"})
+	require.NoError(t, err)
+	queued, err := l.Reserve(ctx, capacity.Claim{User: "b"})
+	require.NoError(t, err)
+	require.Equal(t, 1, l.Queued())
+	_, err = l.Reserve(ctx, capacity.Claim{User: "c"})
+	require.ErrorIs(t, err, capacity.ErrFull, "one slot reserved and one queue place taken")
+
+	// The queued ticket gives its place back: there is room to queue again.
+	queued.Cancel()
+	queued.Cancel()
+	require.Equal(t, 0, l.Queued())
+	next, err := l.Reserve(ctx, capacity.Claim{User: "c"})
+	require.NoError(t, err)
+
+	// The slot's ticket is cancelled: the slot goes to the queued ticket.
+	slot.Cancel()
+	release, err := next.Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, l.InFlight())
+	next.Cancel() // after Wait: nothing
+	release()
+	require.Equal(t, 0, l.InFlight())
+
+	// Everything is free again: one slot and one queue place.
+	a, err := l.Reserve(ctx, capacity.Claim{})
+	require.NoError(t, err)
+	b, err := l.Reserve(ctx, capacity.Claim{})
+	require.NoError(t, err)
+	a.Cancel()
+	b.Cancel()
+	require.Equal(t, 0, l.Queued())
+	require.Equal(t, 0, l.InFlight())
+}
+
+// TestReserveMaxWaitCountsFromReserve: the queue's MaxWait runs from the
+// reservation, not from the later Wait.
+func TestReserveMaxWaitCountsFromReserve(t *testing.T) {
+	t.Parallel()
+	l := capacity.New(capacity.Options{Slots: 1, Queue: 1, MaxWait: 300 * time.Millisecond})
+	ctx := context.Background()
+	r, err := l.Acquire(ctx, capacity.Claim{})
+	require.NoError(t, err)
+	defer r()
+	tk, err := l.Reserve(ctx, capacity.Claim{})
+	require.NoError(t, err)
+	time.Sleep(350 * time.Millisecond)
+	start := time.Now()
+	_, err = tk.Wait(ctx)
+	require.ErrorIs(t, err, capacity.ErrQueueTimeout)
+	require.Less(t, time.Since(start), 250*time.Millisecond, "the wait had already used its MaxWait")
+	require.Equal(t, 0, l.Queued())
+}

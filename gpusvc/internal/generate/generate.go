@@ -1,7 +1,8 @@
 // Package generate is gpusvc's image pipeline: for POST /images it resolves
 // the model, checks the operation is offered (501 otherwise), decodes and
-// bounds the inputs, charges the credits, runs the backend inside this
-// host's capacity (slots + bounded queue), and stores every sample (PNG,
+// bounds the inputs, takes a place in this host's capacity (slots + bounded
+// queue; a full host refuses before anything is charged), charges the
+// credits, runs the backend in its slot, and stores every sample (PNG,
 // thumbnail, SHA-256, per-user dedup; objects first, then the rows). A
 // request is all or nothing, even when its process dies (issue 14):
 //
@@ -176,6 +177,14 @@ func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResul
 	if err != nil {
 		return ImagesResult{}, err
 	}
+	// The place in this host's capacity comes before the charge: a host
+	// too full to take the request refuses it having changed nothing, so
+	// the proxy may send it, X-Request-ID and all, to another host.
+	ticket, err := s.reserve(ctx, userClaim(job.UserID, WorkUnits(job.Op, p.req)))
+	if err != nil {
+		return ImagesResult{}, err
+	}
+	defer ticket.Cancel() // a no-op once the render waited for the slot
 	debit, err := s.charge(ctx, job.UserID, job.Anonymous, job.Op, job.Samples, job.Key)
 	if err != nil {
 		return ImagesResult{}, err
@@ -187,7 +196,7 @@ func (s *Service) GenerateImages(ctx context.Context, job ImageJob) (ImagesResul
 			s.release(ctx, debit)
 		}
 	}()
-	samples, err := s.render(ctx, job, p, false)
+	samples, err := s.render(ctx, job, p, ticket.Wait)
 	if err != nil {
 		return ImagesResult{}, err
 	}
@@ -247,7 +256,12 @@ func (s *Service) RenderImages(ctx context.Context, job ImageJob) (*Staged, erro
 	if err != nil {
 		return nil, err
 	}
-	samples, err := s.render(ctx, job, p, true)
+	// River handed this job to this host in its fair turn (shared/jobs):
+	// it waits for a slot rather than failing and losing that turn.
+	claim := userClaim(job.UserID, WorkUnits(job.Op, p.req))
+	samples, err := s.render(ctx, job, p, func(ctx context.Context) (func(), error) {
+		return s.opts.Capacity.AcquireWait(ctx, claim)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -311,14 +325,12 @@ type sample struct {
 	hash string
 }
 
-// render runs the backend within capacity and encodes every sample. wait
-// makes it wait for a slot however busy the host is (an async job, see
-// run).
-func (s *Service) render(ctx context.Context, job ImageJob, p prepared, wait bool) ([]sample, error) {
+// render runs the backend in the capacity slot that acquire gets and
+// encodes every sample.
+func (s *Service) render(ctx context.Context, job ImageJob, p prepared, acquire func(context.Context) (func(), error)) ([]sample, error) {
 	var res inference.ImageResult
 	backend := p.route.Backend.Name()
-	claim := userClaim(job.UserID, WorkUnits(job.Op, p.req))
-	err := s.runWith(ctx, claim, wait, job.Op, backend, func(ctx context.Context) error {
+	err := s.runIn(ctx, acquire, job.Op, backend, func(ctx context.Context) error {
 		req := p.req
 		if job.Op != inference.OpTxt2Img {
 			var err error
@@ -431,41 +443,45 @@ func (s *Service) release(ctx context.Context, d credits.Debit) {
 	}
 }
 
-// run executes fn for op on backend inside a capacity slot claimed by c,
-// with the job timeout, records its latency and maps its error. A full
-// host refuses at once (503 with Retry-After), so the proxy can try
-// another.
-func (s *Service) run(ctx context.Context, c capacity.Claim, op inference.Op, backend string, fn func(ctx context.Context) error) error {
-	return s.runWith(ctx, c, false, op, backend, fn)
-}
-
 // userClaim is the capacity claim of work units for userID: the host's
 // queue is fair across users (the anonymous account is one user).
 func userClaim(userID int64, units float64) capacity.Claim {
 	return capacity.Claim{User: strconv.FormatInt(userID, 10), Work: units}
 }
 
-// runWith is run, waiting for the slot with Capacity.AcquireWait when wait
-// is set: async jobs, which River handed to this host in their fair turn
-// (shared/jobs) and which would lose that turn if they failed and were
-// retried.
-func (s *Service) runWith(ctx context.Context, c capacity.Claim, wait bool, op inference.Op, backend string, fn func(ctx context.Context) error) error {
-	acquire := s.opts.Capacity.Acquire
-	if wait {
-		acquire = s.opts.Capacity.AcquireWait
-	}
-	release, err := acquire(ctx, c)
+// reserve takes a slot or a queue place for c without waiting (see
+// capacity.Limiter.Reserve); a full host refuses at once with 503 and
+// Retry-After, so the proxy can try another.
+func (s *Service) reserve(ctx context.Context, c capacity.Claim) (*capacity.Ticket, error) {
+	t, err := s.opts.Capacity.Reserve(ctx, c)
 	if err != nil {
-		var full *capacity.FullError
-		switch {
-		case errors.As(err, &full):
-			s.opts.Metrics.rejected.WithLabelValues("full").Inc()
-			return apperr.Wrap(apperr.KindUnavailable, "The GPU host is busy, try again later", err).WithRetryAfter(full.RetryAfter)
-		case errors.Is(err, capacity.ErrQueueTimeout):
-			s.opts.Metrics.rejected.WithLabelValues("queue_timeout").Inc()
-			return apperr.Wrap(apperr.KindUnavailable, "The GPU host is busy, try again later", err).WithRetryAfter(5 * time.Second)
-		}
-		return err
+		return nil, s.capacityError(err)
+	}
+	return t, nil
+}
+
+// capacityError maps the capacity package's refusals to 503 with
+// Retry-After, counting them; other errors (ctx's) pass through.
+func (s *Service) capacityError(err error) error {
+	var full *capacity.FullError
+	switch {
+	case errors.As(err, &full):
+		s.opts.Metrics.rejected.WithLabelValues("full").Inc()
+		return apperr.Wrap(apperr.KindUnavailable, "The GPU host is busy, try again later", err).WithRetryAfter(full.RetryAfter)
+	case errors.Is(err, capacity.ErrQueueTimeout):
+		s.opts.Metrics.rejected.WithLabelValues("queue_timeout").Inc()
+		return apperr.Wrap(apperr.KindUnavailable, "The GPU host is busy, try again later", err).WithRetryAfter(5 * time.Second)
+	}
+	return err
+}
+
+// runIn executes fn for op on backend in the capacity slot that acquire
+// gets (a reserved ticket's Wait, or AcquireWait for an async job), with
+// the job timeout, records its latency and maps its error.
+func (s *Service) runIn(ctx context.Context, acquire func(context.Context) (func(), error), op inference.Op, backend string, fn func(ctx context.Context) error) error {
+	release, err := acquire(ctx)
+	if err != nil {
+		return s.capacityError(err)
 	}
 	defer release()
 

@@ -41,9 +41,15 @@ func (s *Service) resolveOp(ctx context.Context, modelID string, op inference.Op
 // a panic in fn included, it releases the hold. A hold the sweeper
 // refunded first fails the request (504) instead of answering for free.
 func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route models.Route, fn func(ctx context.Context) error) error {
+	// The capacity place first, as for images (GenerateImages): a full
+	// host refuses having charged nothing.
+	ticket, err := s.reserve(ctx, userClaim(c.UserID, RouteUnits(op)))
+	if err != nil {
+		return err
+	}
+	defer ticket.Cancel()
 	var debit credits.Debit
 	if c.Charged {
-		var err error
 		if debit, err = s.charge(ctx, c.UserID, c.Anonymous, op, 1, c.Key); err != nil {
 			return err
 		}
@@ -54,7 +60,7 @@ func (s *Service) runRoute(ctx context.Context, c Caller, op inference.Op, route
 			s.release(ctx, debit)
 		}
 	}()
-	if err := s.run(ctx, userClaim(c.UserID, RouteUnits(op)), op, route.Backend.Name(), fn); err != nil {
+	if err := s.runIn(ctx, ticket.Wait, op, route.Backend.Name(), fn); err != nil {
 		return err
 	}
 	if err := s.opts.Charger.Settle(ctx, nil, debit.ID); err != nil {

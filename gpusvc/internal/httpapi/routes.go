@@ -83,10 +83,11 @@ func Register(e *echo.Echo, o Options) {
 	e.GET("/health", h.handleHealth)
 	// The GPU routes, as the shared table names them (the proxy sends
 	// exactly these here).
-	// Routes that do GPU work tell the proxy when their slot frees.
+	// Routes that do GPU work tell the proxy when their slot frees, and
+	// when the host was too full to take them.
 	route := func(r gpuroute.Route, fn echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		if r.MeasuresWork() {
-			m = append([]echo.MiddlewareFunc{slotNotice}, m...)
+			m = append([]echo.MiddlewareFunc{hostFull, slotNotice}, m...)
 		}
 		e.Add(r.Method(), r.Path(), fn, m...)
 	}

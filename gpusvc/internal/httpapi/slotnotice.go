@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"maps"
 	"net/http"
 	"sync"
@@ -51,4 +52,17 @@ func sendSlotNotice(w http.ResponseWriter) {
 	w.WriteHeader(gpuroute.SlotNoticeStatus)
 	clear(h)
 	maps.Copy(h, kept)
+}
+
+// hostFull marks the answer of a request refused because every slot and the
+// wait queue were busy with gpuroute.HostFullHeader, so the proxy may send
+// it to another host.
+func hostFull(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err != nil && errors.Is(err, capacity.ErrFull) {
+			c.Response().Header().Set(gpuroute.HostFullHeader, "1")
+		}
+		return err
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/proxy/internal/forward"
+	"github.com/nounsai/sdserver/shared/gpuroute"
 )
 
 // timeoutDialer wraps a transport's dialer so that dials to the host:port
@@ -237,4 +238,73 @@ func TestLastHostNotEjectedFor5xx(t *testing.T) {
 	}
 	resp, _ := do(t, "GET", f.proxy.URL+"/users/1", nil, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// fullBackend answers every request like a GPU host whose slots and queue
+// are full, counting the requests.
+func fullBackend(tb testing.TB, calls *atomic.Int64) *httptest.Server {
+	tb.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "3")
+		w.Header().Set(gpuroute.HostFullHeader, "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"message":"The GPU host is busy, try again later"}`)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHostFullTriesAnotherHost(t *testing.T) {
+	t.Parallel()
+	var fullCalls atomic.Int64
+	full := fullBackend(t, &fullCalls)
+	live := echoBackend(t, "live")
+	f := newFixture(t, forward.Config{}, []string{full.URL, live.URL}, nil)
+	body := `{"inference_mode":"Text to Image","samples":1}`
+	for i := range 6 {
+		resp, b := do(t, "POST", f.proxy.URL+"/images", strings.NewReader(body), nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "round %d: %s", i, b)
+		e := decodeEcho(t, b)
+		require.Equal(t, "live", e.Backend)
+		require.Equal(t, sum([]byte(body)), e.SHA256, "the other host got the whole body")
+	}
+	require.Positive(t, fullCalls.Load(), "the full host was tried")
+	st := f.gpu.Hosts()[0].Status(time.Now())
+	require.Equal(t, "up", st.State, "a full host is busy, not broken")
+	require.Zero(t, st.Failures)
+}
+
+func TestHostFullEverywhereAnswers503(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	a, b := fullBackend(t, &calls), fullBackend(t, &calls)
+	f := newFixture(t, forward.Config{}, []string{a.URL, b.URL}, nil)
+	resp, body := do(t, "POST", f.proxy.URL+"/images", strings.NewReader(`{"samples":1}`), nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	require.Equal(t, "3", resp.Header.Get("Retry-After"))
+	require.Empty(t, resp.Header.Get(gpuroute.HostFullHeader), "the hint is for the proxy only")
+	require.JSONEq(t, `{"message":"The GPU host is busy, try again later"}`, string(body))
+	require.EqualValues(t, 2, calls.Load(), "each host once")
+
+	// Without the header a 503 is the host's answer: passed on, not retried.
+	calls.Store(0)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, `{"message":"busy"}`, http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(plain.Close)
+	live := echoBackend(t, "live")
+	f = newFixture(t, forward.Config{}, []string{plain.URL, live.URL}, nil)
+	for range 4 {
+		resp, _ = do(t, "POST", f.proxy.URL+"/images", strings.NewReader(`{"samples":1}`), nil)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.EqualValues(t, 1, calls.Load())
 }

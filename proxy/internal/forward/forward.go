@@ -1,7 +1,8 @@
 // Package forward is the proxy's data path: an http.Handler that picks an
 // upstream with a balancer.Selector and forwards the request to it with
 // httputil.ReverseProxy, retrying on another host only when the request
-// provably never reached a backend or is idempotent and replayable.
+// provably never reached a backend, is idempotent and replayable, or was
+// refused by a full GPU host (gpuroute.HostFullHeader) with its body held.
 //
 // GPU routes (the table in shared/gpuroute: POST /images, /extend_prompt,
 // /interrogate, /upscale, /mask, /v1/images/generations and GET /models) go

@@ -95,6 +95,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(ctxKey{}).(*request)
 	st.status = resp.StatusCode
 	st.respAt = p.now()
+	if resp.Header.Get(gpuroute.HostFullHeader) != "" {
+		resp.Header.Del(gpuroute.HostFullHeader)
+		if resp.StatusCode == http.StatusServiceUnavailable && p.mayTryElsewhere(st) {
+			return errHostFull
+		}
+	}
 	fault := resp.StatusCode >= 500 && hostFault(resp)
 	if st.corsOwned {
 		// Two Access-Control-Allow-Origin values make browsers reject
@@ -163,11 +169,36 @@ func isJSON(ct string) bool {
 	return len(ct) >= len(js) && strings.EqualFold(ct[:len(js)], js)
 }
 
+// errHostFull is modifyResponse's error for a host that refused the
+// request as full (gpuroute.HostFullHeader) when another host may take it.
+var errHostFull = errors.New("host full")
+
+// mayTryElsewhere reports whether a request a host refused as full may go
+// to another host: its body is buffered (the refusing host read it), it has
+// attempts left, and some available host has not been tried.
+func (p *Proxy) mayTryElsewhere(st *request) bool {
+	if st.body == nil || st.ntried >= p.cfg.MaxAttempts {
+		return false
+	}
+	now := p.now()
+	for _, u := range st.pool.Hosts() {
+		if u.Available(now) && !st.skip(u) {
+			return true
+		}
+	}
+	return false
+}
+
 // handleError runs when the upstream call failed before a response. It
 // either asks ServeHTTP to retry on another host (writing nothing) or
 // answers the client.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(ctxKey{}).(*request)
+	if errors.Is(err, errHostFull) {
+		// Not a failure of the host: it was full (modifyResponse).
+		st.retry = true
+		return
+	}
 	st.failure = true
 	now := p.now()
 	var maxBytes *http.MaxBytesError
