@@ -232,6 +232,7 @@ type capacity struct {
 	hosts      int     // available hosts
 	unbounded  bool    // some available host reports no slots
 	free       int     // reported slots not taken by this replica
+	room       int     // free plus the places in the hosts' own queues not taken by this replica
 	fleet      int64   // reported slots of available hosts
 	throughput float64 // work units per second of the fleet; +Inf while no speed is learned
 }
@@ -255,7 +256,7 @@ func (c *Controller) capacity(now time.Time) capacity {
 	} else {
 		prior /= float64(learned)
 	}
-	var idle, inFlight int64
+	var idle, inFlight, room int64
 	for _, u := range hosts {
 		if !u.Available(now) {
 			continue
@@ -287,6 +288,7 @@ func (c *Controller) capacity(now time.Time) capacity {
 		n := u.InFlight()
 		inFlight += n
 		idle += max(slots-n, 0)
+		room += max(slots+u.QueueSize()-n, 0)
 		spu := u.SecPerUnit()
 		if spu == 0 && learned > 0 {
 			spu = prior
@@ -302,6 +304,7 @@ func (c *Controller) capacity(now time.Time) capacity {
 	// slots too.
 	pending := max(int64(c.running)-inFlight, 0)
 	cp.free = int(idle - pending)
+	cp.room = int(room - pending)
 	return cp
 }
 
@@ -321,15 +324,46 @@ func (c *Controller) dispatch(now time.Time) {
 	cp := c.capacity(now)
 	open := cp.unbounded || cp.hosts == 0
 	userCap := c.userCap(cp)
+	room := cp.room
 	for free := cp.free; open || free > 0; free-- {
 		w := c.q.pop(userCap)
 		if w == nil {
 			return
 		}
-		c.grant(w.user, w.work)
-		w.granted = true
-		close(w.ready)
+		c.serve(w)
+		room--
 	}
+	if c.q.fifo {
+		return
+	}
+	// Idle users go on into the hosts' own queues (see the package doc).
+	for ; room > 0; room-- {
+		w := c.q.popIdle()
+		if w == nil {
+			return
+		}
+		c.serve(w)
+	}
+}
+
+// serve grants w and wakes it. c.mu is held.
+func (c *Controller) serve(w *waiter) {
+	c.grant(w.user, w.work)
+	w.granted = true
+	close(w.ready)
+}
+
+// mayPass reports whether u's request may go at once, without queueing:
+// when nobody waits and a slot is free (and u is under the cap), or when u
+// is idle and some host's own queue has room. c.mu is held.
+func (c *Controller) mayPass(u *user, cp capacity) bool {
+	if cp.unbounded || cp.hosts == 0 {
+		return c.q.heap.Len() == 0
+	}
+	if c.q.heap.Len() == 0 && cp.free > 0 && c.q.eligible(u, c.userCap(cp)) {
+		return true
+	}
+	return !c.q.fifo && u.idle() && cp.room > 0
 }
 
 // grant counts one request of u with work as running. c.mu is held.
@@ -359,7 +393,7 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request, work float64) (
 	c.mu.Lock()
 	u := c.q.user(key)
 	cp := c.capacity(now)
-	if c.q.heap.Len() == 0 && (cp.unbounded || cp.hosts == 0 || (cp.free > 0 && c.q.eligible(u, c.userCap(cp)))) {
+	if c.mayPass(u, cp) {
 		// The fast path: no Redis, no queue. The request still takes its
 		// tags, so a user who filled the fleet this way queues behind
 		// those who did not.

@@ -403,3 +403,62 @@ func TestFreeSlotsCountedPerHost(t *testing.T) {
 	out := make(chan result, 1)
 	queueUp(t, ctx, c, third, 1, out)
 }
+
+// queueFleet returns a pool of hosts that each reported slots and a wait
+// queue of queue places in /health.
+func queueFleet(tb testing.TB, hosts int, slots, queue int64) *balancer.Pool {
+	tb.Helper()
+	pool := fleet(tb, hosts, slots)
+	for _, up := range pool.Hosts() {
+		up.SetCheck(balancer.CheckResult{At: time.Now(), Slots: slots, QueueSize: queue}, true)
+	}
+	return pool
+}
+
+// TestIdleUserGoesToTheHostQueue: while a heavy user's requests wait for
+// the fleet's slots, a user with nothing running does not wait behind the
+// next slot release here and then again at the host (where an async job
+// takes the slot first): their request goes at once into a host's own
+// fair queue, while it has room. Their second request, and every request
+// under FIFO, waits as before; so do idle users once the host queues are
+// taken, until a place frees.
+func TestIdleUserGoesToTheHostQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newController(t, admission.Config{UserShare: 1, MaxWait: time.Minute}, queueFleet(t, 1, 1, 1))
+	h1 := admitNow(t, c, heavy, 1)
+	out := make(chan result, 4)
+	queueUp(t, ctx, c, heavy, 1, out)
+
+	l1 := admitNow(t, c, light, 1) // idle, and the host queue has a place
+	queueUp(t, ctx, c, light, 1, out)
+	queueUp(t, ctx, c, third, 1, out) // idle, but the host queue is taken
+	require.Equal(t, 3, c.Snapshot().Waiting)
+
+	// The light user's first request ends: its host-queue place goes to
+	// the idle third user, not to the heavy or light user's next request.
+	l1.Done()
+	r := next(t, out)
+	require.Equal(t, third, r.who)
+	require.NoError(t, r.err)
+	require.True(t, r.ticket.Waited)
+	select {
+	case r := <-out:
+		t.Fatalf("%s was admitted with no slot free", r.who)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	// The slot frees: the heavy user's request (equal tags: each user had
+	// one served, and it came first), then the light one's.
+	h1.Done()
+	require.Equal(t, heavy, next(t, out).who)
+	r.ticket.Done()
+	require.Equal(t, light, next(t, out).who)
+
+	// FIFO is today's order: an idle user waits like everyone else.
+	f := newController(t, admission.Config{Policy: admission.PolicyFIFO, MaxWait: time.Minute}, queueFleet(t, 1, 1, 1))
+	admitNow(t, f, heavy, 1)
+	queueUp(t, ctx, f, heavy, 1, out)
+	queueUp(t, ctx, f, light, 1, out)
+	require.Equal(t, 2, f.Snapshot().Waiting)
+}

@@ -55,6 +55,10 @@ func (q *queue) forget(u *user) {
 	}
 }
 
+// idle reports whether u has no request running on any replica (as last
+// synced).
+func (u *user) idle() bool { return u.running == 0 && u.remoteRunning == 0 }
+
 // isWaiting reports whether u has a waiter anywhere.
 func (u *user) isWaiting() bool { return u.waiting > 0 || u.remoteWaiting > 0 }
 
@@ -137,10 +141,32 @@ func (q *queue) pop(userCap int) *waiter {
 	if best == nil {
 		return nil
 	}
-	q.heap.Remove(best)
-	q.leave(best)
-	q.order.Served(best.Tag)
+	q.serve(best)
 	return best
+}
+
+// popIdle serves the waiter with the smallest start tag among idle users
+// (see user.idle); nil when no waiter's user is idle.
+func (q *queue) popIdle() *waiter {
+	var best *waiter
+	for _, w := range q.heap.All() {
+		if w.user.idle() && (best == nil || w.Tag.Before(best.Tag)) {
+			best = w
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	q.serve(best)
+	return best
+}
+
+// serve takes w out of the heap and advances the virtual time to its start
+// tag. The caller counts w as running.
+func (q *queue) serve(w *waiter) {
+	q.heap.Remove(w)
+	q.leave(w)
+	q.order.Served(w.Tag)
 }
 
 // anyEligible reports whether some waiting user is under the cap.

@@ -52,6 +52,7 @@ type Upstream struct {
 	slots      atomic.Int64 // reported by /health; 0 = not reported
 	repFlight  atomic.Int64 // reported in_flight
 	repQueued  atomic.Int64 // reported queued
+	queueSize  atomic.Int64 // reported bound of the host's wait queue
 	ownAtCheck atomic.Int64 // our in-flight when the report arrived
 
 	// passive health
@@ -140,6 +141,10 @@ func (u *Upstream) SecPerUnit() float64 { return math.Float64frombits(u.secPerUn
 // Slots returns the concurrent jobs the host reported in its last /health,
 // or 0 when it has not reported any (hosts other than gpusvc).
 func (u *Upstream) Slots() int64 { return u.slots.Load() }
+
+// QueueSize returns how many requests the host said may wait for its slots
+// (its bounded queue) in its last /health; 0 when it reported none.
+func (u *Upstream) QueueSize() int64 { return u.queueSize.Load() }
 
 // Ticket records one request started on an upstream; pass it to Done.
 type Ticket struct {
@@ -277,9 +282,9 @@ type CheckResult struct {
 	At time.Time
 	// Err is nil when the host answered 2xx.
 	Err error
-	// Slots, InFlight and Queued are the capacity the host reported; Slots
-	// is 0 when the body did not report it.
-	Slots, InFlight, Queued int64
+	// Slots, InFlight, Queued and QueueSize are the capacity the host
+	// reported; Slots is 0 when the body did not report it.
+	Slots, InFlight, Queued, QueueSize int64
 }
 
 // SetCheck stores the result of an active check and the health state the
@@ -297,6 +302,7 @@ func (u *Upstream) SetCheck(r CheckResult, healthy bool) {
 			u.slots.Store(r.Slots)
 			u.repFlight.Store(r.InFlight)
 			u.repQueued.Store(r.Queued)
+			u.queueSize.Store(r.QueueSize)
 			u.ownAtCheck.Store(u.inFlight.Load())
 		}
 	}

@@ -163,6 +163,7 @@ type report struct {
 	Slots    int64 `json:"slots"`
 	InFlight int64 `json:"in_flight"`
 	Queued   int64 `json:"queued"`
+	Queue    int64 `json:"queue_size"`
 }
 
 // probe sends one GET to u's health path.
@@ -195,6 +196,7 @@ func (c *Checker) probe(ctx context.Context, u *balancer.Upstream) balancer.Chec
 		r.Slots = min(rep.Slots, 1024)
 		r.InFlight = max(rep.InFlight, 0)
 		r.Queued = max(rep.Queued, 0)
+		r.QueueSize = min(max(rep.Queue, 0), 1024)
 	}
 	return r
 }

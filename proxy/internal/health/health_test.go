@@ -26,7 +26,7 @@ func TestRiseFallAndCapacity(t *testing.T) {
 			return
 		}
 		w.WriteHeader(int(status.Load()))
-		_, _ = w.Write([]byte(`{"message":"API is up and running!","slots":2,"in_flight":1,"queued":3,"backend":"nouns","models":[]}`))
+		_, _ = w.Write([]byte(`{"message":"API is up and running!","slots":2,"in_flight":1,"queued":3,"queue_size":4,"backend":"nouns","models":[]}`))
 	}))
 	t.Cleanup(srv.Close)
 	u, err := url.Parse(srv.URL + "/base")
@@ -41,6 +41,7 @@ func TestRiseFallAndCapacity(t *testing.T) {
 	require.EqualValues(t, 2, st.Slots)
 	require.EqualValues(t, 1, st.RepInFlight)
 	require.EqualValues(t, 3, st.RepQueued)
+	require.EqualValues(t, 4, up.QueueSize(), "the host's queue bound, for admission")
 	require.False(t, st.LastCheck.IsZero())
 
 	status.Store(http.StatusServiceUnavailable)
