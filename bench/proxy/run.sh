@@ -18,7 +18,10 @@
 # disturbed one.
 #
 # Environment: BENCH_SECONDS (per run, default 6), BENCH_ROUNDS (default 2),
-# BENCH_SKIP_BUILD=1.
+# BENCH_SKIP_BUILD=1, BENCH_PROXY_BASELINE (a proxy binary built from an
+# earlier commit: it runs as one more target, "baseline", with the same
+# settings, and a table of our proxy's ratios to it follows; for checking
+# that a refactor costs nothing).
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 bench_setup proxy
@@ -114,6 +117,21 @@ wait_http haproxy "http://$haproxy_addr/health"
 targets=(direct proxy nginx haproxy)
 declare -A addr=([direct]=${backends[0]} [proxy]=$proxy_addr [nginx]=$nginx_addr [haproxy]=$haproxy_addr)
 declare -A proc=([direct]=backend-1 [proxy]=proxy [nginx]=nginx [haproxy]=haproxy)
+if [[ -n ${BENCH_PROXY_BASELINE:-} ]]; then
+	[[ -x $BENCH_PROXY_BASELINE ]] || die "BENCH_PROXY_BASELINE=$BENCH_PROXY_BASELINE is not an executable"
+	next_port
+	start baseline "${envs[@]}" "HTTP_ADDR=127.0.0.1:$PORT" "ACCOUNTSVC_URLS=http://${backends[0]},http://${backends[1]}" \
+		"HEALTH_INTERVAL=1s" -- "$BENCH_PROXY_BASELINE"
+	wait_http baseline "http://127.0.0.1:$PORT/health"
+	deadline=$((SECONDS + 15))
+	until curl -fsS -o /dev/null -H "challenge-token: $CHALLENGE" "http://127.0.0.1:$PORT/small" 2>/dev/null; do
+		((SECONDS < deadline)) || die "the baseline proxy does not forward GET /small (see $WORK/baseline.log)"
+		sleep 0.2
+	done
+	targets+=(baseline)
+	addr[baseline]=127.0.0.1:$PORT
+	proc[baseline]=baseline
+fi
 record_rss idle proxy nginx haproxy backend-1
 
 cat >"$WORK/post2mib.lua" <<'LUA'
@@ -204,6 +222,14 @@ for t in "${targets[@]}"; do
 done
 delay_added=$(awk -v a="${p99[delay,proxy]}" -v b="${p99[delay,direct]}" 'BEGIN { printf "%+.2f", a - b }')
 md "" "50 ms backend at 64 connections: p99 added by our proxy $delay_added ms (nginx $(awk -v a="${p99[delay,nginx]}" -v b="${p99[delay,direct]}" 'BEGIN { printf "%+.2f", a - b }') ms, HAProxy $(awk -v a="${p99[delay,haproxy]}" -v b="${p99[delay,direct]}" 'BEGIN { printf "%+.2f", a - b }') ms)." ""
+if [[ -n ${BENCH_PROXY_BASELINE:-} ]]; then
+	md "Our proxy against the baseline build ($BENCH_PROXY_BASELINE), same run (throughput: higher is better; p99: lower is better):" "" \
+		"| workload | proxy req/s ÷ baseline | proxy p99 ÷ baseline |" "|---|---:|---:|"
+	for w in "${workloads[@]}"; do
+		md "| ${wl_name[$w]} | $(ratio "${rps[$w,proxy]}" "${rps[$w,baseline]}") | $(ratio "${p99[$w,proxy]}" "${p99[$w,baseline]}") |"
+	done
+	md "| half-rate small GET | $(ratio "${hrate[proxy]}" "${hrate[baseline]}") | $(ratio "${hp99[proxy]}" "${hp99[baseline]}") |" ""
+fi
 
 r=$(ratio "${rps[small,proxy]}" "${rps[small,nginx]}")
 ge "$r" 0.6 && met=1 || met=0

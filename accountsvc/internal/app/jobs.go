@@ -44,7 +44,6 @@ func (a *App) routesJobs() {
 		Limiter:  a.limiter,
 		// Without Redis a stream polls its row (docs/operations.md).
 		OnRedisError: a.failOpen.Func("job_events"),
-		Log:          a.log,
 	}).Register(a.echo)
 	if a.cfg.DevDiscordDir != "" && a.cfg.Environment == "local" {
 		rec := notify.NewRecorder(a.cfg.DevDiscordDir)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/apperr"
 	"github.com/nounsai/sdserver/shared/auth"
@@ -49,13 +48,11 @@ type Options struct {
 	// OnRedisError hears that a stream went on without Redis (it polls);
 	// nil ignores it.
 	OnRedisError func(err error)
-	Log          *zap.Logger
 }
 
 // API holds the handlers.
 type API struct {
 	opts Options
-	log  *zap.Logger
 }
 
 // New returns the API.
@@ -66,7 +63,7 @@ func New(o Options) *API {
 	if o.OnRedisError == nil {
 		o.OnRedisError = func(error) {}
 	}
-	return &API{opts: o, log: o.Log.Named("jobapi")}
+	return &API{opts: o}
 }
 
 // Register adds the routes to e.

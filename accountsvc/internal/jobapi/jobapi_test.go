@@ -49,7 +49,7 @@ func newFixture(t *testing.T) fixture {
 	st := jobs.NewStore(jobs.Options{Pool: pool, River: client, Events: ev, Ledger: ledger, Log: zap.NewNop()})
 	e := web.New(web.Options{Service: "test", Log: zap.NewNop(), Registry: prometheus.NewRegistry()})
 	jobapi.New(jobapi.Options{Store: st, Events: ev, Verifier: &auth.Verifier{Secrets: [][]byte{secret}},
-		KeepAlive: 50 * time.Millisecond, Log: zap.NewNop()}).Register(e)
+		KeepAlive: 50 * time.Millisecond}).Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return fixture{srv: srv, store: st, ledger: ledger, pool: pool}
