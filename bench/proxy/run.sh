@@ -40,19 +40,25 @@ for i in 1 2; do
 	wait_http "backend-$i" "http://127.0.0.1:$PORT/health"
 done
 
-# Our proxy: the account pool (every non-GPU route) is the two backends.
-next_port
-proxy_addr=127.0.0.1:$PORT
+# start_proxy NAME BINARY starts a proxy build on the next port, its account
+# pool (every non-GPU route) the two backends, and waits until it forwards;
+# the address is left in PORT.
 mapfile -t envs < <(common_env)
-start proxy "${envs[@]}" "HTTP_ADDR=$proxy_addr" "ACCOUNTSVC_URLS=http://${backends[0]},http://${backends[1]}" \
-	"HEALTH_INTERVAL=1s" -- "$BIN/proxy"
-wait_http proxy "http://$proxy_addr/health"
-# The account pool counts as up once its first active checks pass.
-deadline=$((SECONDS + 15))
-until curl -fsS -o /dev/null -H "challenge-token: $CHALLENGE" "http://$proxy_addr/small" 2>/dev/null; do
-	((SECONDS < deadline)) || die "the proxy does not forward GET /small (see $WORK/proxy.log)"
-	sleep 0.2
-done
+start_proxy() {
+	local name=$1 bin=$2 deadline
+	next_port
+	start "$name" "${envs[@]}" "HTTP_ADDR=127.0.0.1:$PORT" "ACCOUNTSVC_URLS=http://${backends[0]},http://${backends[1]}" \
+		"HEALTH_INTERVAL=1s" -- "$bin"
+	wait_http "$name" "http://127.0.0.1:$PORT/health"
+	# The account pool counts as up once its first active checks pass.
+	deadline=$((SECONDS + 15))
+	until curl -fsS -o /dev/null -H "challenge-token: $CHALLENGE" "http://127.0.0.1:$PORT/small" 2>/dev/null; do
+		((SECONDS < deadline)) || die "$name does not forward GET /small (see $WORK/$name.log)"
+		sleep 0.2
+	done
+}
+start_proxy proxy "$BIN/proxy"
+proxy_addr=127.0.0.1:$PORT
 
 # nginx: 2 workers (the machine's cores), round-robin, keep-alive upstream.
 next_port
@@ -119,15 +125,7 @@ declare -A addr=([direct]=${backends[0]} [proxy]=$proxy_addr [nginx]=$nginx_addr
 declare -A proc=([direct]=backend-1 [proxy]=proxy [nginx]=nginx [haproxy]=haproxy)
 if [[ -n ${BENCH_PROXY_BASELINE:-} ]]; then
 	[[ -x $BENCH_PROXY_BASELINE ]] || die "BENCH_PROXY_BASELINE=$BENCH_PROXY_BASELINE is not an executable"
-	next_port
-	start baseline "${envs[@]}" "HTTP_ADDR=127.0.0.1:$PORT" "ACCOUNTSVC_URLS=http://${backends[0]},http://${backends[1]}" \
-		"HEALTH_INTERVAL=1s" -- "$BENCH_PROXY_BASELINE"
-	wait_http baseline "http://127.0.0.1:$PORT/health"
-	deadline=$((SECONDS + 15))
-	until curl -fsS -o /dev/null -H "challenge-token: $CHALLENGE" "http://127.0.0.1:$PORT/small" 2>/dev/null; do
-		((SECONDS < deadline)) || die "the baseline proxy does not forward GET /small (see $WORK/baseline.log)"
-		sleep 0.2
-	done
+	start_proxy baseline "$BENCH_PROXY_BASELINE"
 	targets+=(baseline)
 	addr[baseline]=127.0.0.1:$PORT
 	proc[baseline]=baseline
