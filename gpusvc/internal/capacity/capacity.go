@@ -210,9 +210,7 @@ func (t *Ticket) Wait(ctx context.Context) (release func(), err error) {
 	t.done = true
 	if t.w == nil {
 		if err := ctx.Err(); err != nil {
-			l.mu.Lock()
-			l.handOff()
-			l.mu.Unlock()
+			t.giveBack()
 			return nil, err
 		}
 		return l.started(ctx), nil
@@ -242,22 +240,16 @@ func (t *Ticket) Cancel() {
 		return
 	}
 	t.done = true
-	if t.w == nil {
-		t.l.mu.Lock()
-		t.l.handOff()
-		t.l.mu.Unlock()
-		return
-	}
 	t.giveBack()
 }
 
-// giveBack takes the ticket's waiter out of the queue, or passes its slot
-// on when it was handed one just as it gave up.
+// giveBack passes the ticket's slot on (it had one from Reserve, or was
+// handed one just as it gave up), or takes its waiter out of the queue.
 func (t *Ticket) giveBack() {
 	l := t.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !t.w.Queued() {
+	if t.w == nil || !t.w.Queued() {
 		l.handOff()
 		return
 	}

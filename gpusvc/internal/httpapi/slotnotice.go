@@ -60,7 +60,7 @@ func sendSlotNotice(w http.ResponseWriter) {
 func hostFull(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := next(c)
-		if err != nil && errors.Is(err, capacity.ErrFull) {
+		if errors.Is(err, capacity.ErrFull) {
 			c.Response().Header().Set(gpuroute.HostFullHeader, "1")
 		}
 		return err
