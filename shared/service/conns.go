@@ -2,15 +2,19 @@ package service
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/shared/config"
 	"github.com/nounsai/sdserver/shared/db"
 	"github.com/nounsai/sdserver/shared/rdb"
+	"github.com/nounsai/sdserver/shared/web"
 )
 
 // Conns are the connections every service opens at start.
@@ -47,3 +51,32 @@ func (c Conns) Close() {
 	_ = c.Redis.Close()
 	c.DB.Close()
 }
+
+// Web is a service that serves its routes with echo (accountsvc, gpusvc;
+// the proxy sends most requests past echo and builds its own): its
+// connections and its router, built on them.
+type Web struct {
+	Conns
+	// Echo is the router: web.New's middleware chain and error handler,
+	// with no route yet.
+	Echo *echo.Echo
+}
+
+// OpenWeb opens c's connections (Open) and builds the router of the
+// service named name on them: web.New with c's body limit and trusted
+// proxies, the connections' metrics registry, and CORS when cors is set
+// (a service browsers call directly). On error nothing stays open;
+// otherwise the caller calls Close.
+func OpenWeb(ctx context.Context, c config.Common, name string, log *zap.Logger, cors bool) (*Web, error) {
+	conns, err := Open(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	e := web.New(web.Options{Service: name, Log: log, Registry: conns.Registry, BodyLimit: c.BodyLimit,
+		CORS: cors, TrustedProxies: c.TrustedProxies})
+	return &Web{Conns: conns, Echo: e}, nil
+}
+
+// Handler returns the router as an http.Handler (for tests that serve it
+// with httptest).
+func (w *Web) Handler() http.Handler { return w.Echo }

@@ -2,7 +2,8 @@
 // cmd/accountsvc, cmd/gpusvc) does the same way around its own wiring:
 // the signal context and exit status, loading the configuration, the
 // logger, the subcommands every binary answers (migrate, healthcheck), the
-// listener, the connections every service opens (Open), and the order in
+// listener, the connections every service opens (Open) and, for a service
+// that routes with echo, its router on them (OpenWeb), and the order in
 // which an app serves, drains and stops (Lifecycle).
 //
 // This package must never know a service's routes, stores or own

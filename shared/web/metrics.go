@@ -10,9 +10,23 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
+
+// durationBuckets are the bucket bounds, in seconds, of every histogram
+// NewDurationHistogram makes.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// NewDurationHistogram returns a histogram of durations in seconds by
+// labels, registered on reg (nil registers nothing). Every duration a
+// service measures (this package's HTTP latency, the proxy's upstream time,
+// gpusvc's generation time) uses it, so all share one set of buckets, 1 ms
+// to 5 min, and one request's time compares hop by hop.
+func NewDurationHistogram(reg prometheus.Registerer, name, help string, labels ...string) *prometheus.HistogramVec {
+	return promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, labels)
+}
 
 // MetricsPath is where the metrics listener serves the registry.
 const MetricsPath = "/metrics"

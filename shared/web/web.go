@@ -192,15 +192,13 @@ func newMetrics(reg *prometheus.Registry, service string) *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total", Help: "HTTP requests by route, method and status.", ConstLabels: labels,
 		}, []string{"route", "method", "status"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "http_request_duration_seconds", Help: "HTTP request latency by route and method.",
-			ConstLabels: labels, Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
-		}, []string{"route", "method"}),
+		duration: NewDurationHistogram(prometheus.WrapRegistererWith(labels, reg),
+			"http_request_duration_seconds", "HTTP request latency by route and method.", "route", "method"),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "http_requests_in_flight", Help: "HTTP requests being served.", ConstLabels: labels,
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight)
+	reg.MustRegister(m.requests, m.inflight)
 	return m
 }
 

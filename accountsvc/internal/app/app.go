@@ -36,11 +36,11 @@ import (
 
 // App is a running accountsvc.
 type App struct {
+	// srv is the database pool, Redis, the metrics registry and the
+	// router.
+	srv *service.Web
 	cfg Config
 	log *zap.Logger
-	// conns are the database pool, Redis and the metrics registry.
-	conns service.Conns
-	echo  *echo.Echo
 
 	library *libraryapi.API
 	// jobs is the durable-job store (the library area enqueues into it,
@@ -67,26 +67,24 @@ type App struct {
 // New opens the dependencies and builds the HTTP handler. Close releases
 // them.
 func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
-	conns, err := service.Open(ctx, cfg.Common)
+	// CORS here: the frontend calls api-cpu directly.
+	srv, err := service.OpenWeb(ctx, cfg.Common, "accountsvc", log, true)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, conns: conns}
-	// CORS here: the frontend calls api-cpu directly.
-	a.echo = web.New(web.Options{Service: "accountsvc", Log: log, Registry: a.conns.Registry, BodyLimit: cfg.BodyLimit, CORS: true,
-		TrustedProxies: cfg.TrustedProxies})
-	a.echo.GET("/health", a.handleHealth)
+	a := &App{srv: srv, cfg: cfg, log: log}
+	a.srv.Echo.GET("/health", a.handleHealth)
 	// Every Redis use fails open (docs/operations.md, "Failure modes"),
 	// counted in redis_fail_open_total and logged at most every 10 s.
-	a.failOpen = rdb.NewFailOpen(a.conns.Registry, log)
-	a.limiter = ratelimit.New(a.conns.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+	a.failOpen = rdb.NewFailOpen(a.srv.Registry, log)
+	a.limiter = ratelimit.New(a.srv.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,
 		OnError:  a.failOpen.Func("ratelimit"),
 	})
-	a.revocations = auth.NewRevocations(a.conns.DB, a.conns.Redis, a.cfg.RedisPrefix, cfg.LegacyTokenCutoff)
+	a.revocations = auth.NewRevocations(a.srv.DB, a.srv.Redis, a.cfg.RedisPrefix, cfg.LegacyTokenCutoff)
 	a.revocations.OnError = a.failOpen.Func("deny_list")
 	a.verifier = &auth.Verifier{Secrets: a.cfg.JWTSecrets, Revocation: a.revocations}
-	a.ledger = credits.NewLedger(a.conns.DB, a.cfg.Credits.Options(nil))
+	a.ledger = credits.NewLedger(a.srv.DB, a.cfg.Credits.Options(nil))
 	if err := a.newJobs(); err != nil {
 		a.Close()
 		return nil, err
@@ -106,12 +104,12 @@ func (a *App) routes(ctx context.Context) error {
 		return err
 	}
 	a.routesCredits()
-	pages.New(a.cfg.ChallengeTokens[0]).Register(a.echo)
+	pages.New(a.cfg.ChallengeTokens[0]).Register(a.srv.Echo)
 	spec, err := apispec.Load()
 	if err != nil {
 		return err
 	}
-	spec.Register(a.echo)
+	spec.Register(a.srv.Echo)
 	return a.routesAccounts(ctx)
 }
 
@@ -125,14 +123,14 @@ func (a *App) routesLibrary() error {
 	}
 	if local, ok := st.(*storage.Local); ok {
 		h := echo.WrapHandler(http.StripPrefix("/media", local))
-		a.echo.GET("/media/*", h)
-		a.echo.HEAD("/media/*", h)
+		a.srv.Echo.GET("/media/*", h)
+		a.srv.Echo.HEAD("/media/*", h)
 	}
 	side := a.cfg.Library.ImageMaxSide
 	a.library = libraryapi.New(libraryapi.Options{
-		Pool:            a.conns.DB,
+		Pool:            a.srv.DB,
 		Storage:         st,
-		Images:          library.NewImages(a.conns.DB, st, a.log),
+		Images:          library.NewImages(a.srv.DB, st, a.log),
 		Verifier:        a.verifier,
 		ChallengeTokens: a.cfg.ChallengeTokens,
 		Limiter:         a.limiter,
@@ -142,14 +140,14 @@ func (a *App) routesLibrary() error {
 		Jobs:            a.jobs,
 		Log:             a.log,
 	})
-	a.library.Register(a.echo)
+	a.library.Register(a.srv.Echo)
 	return nil
 }
 
 // adminGuard returns the guard of the admin routes: per-IP limits (kept in
 // production even with RATE_LIMITS=off) and one audit line per request.
 func (a *App) adminGuard() *adminguard.Guard {
-	limiter := ratelimit.New(a.conns.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+	limiter := ratelimit.New(a.srv.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !adminguard.Enforced(a.cfg.Environment, a.cfg.RateLimits),
 		OnError:  func(err error) { a.log.Warn("admin rate limiter unavailable", zap.Error(err)) },
 	})
@@ -162,7 +160,7 @@ func (a *App) adminGuard() *adminguard.Guard {
 // balance and history, and the operator grant route.
 func (a *App) routesCredits() {
 	creditapi.New(a.ledger, creditapi.Options{Config: a.cfg.Credits, AnonymousEnabled: a.cfg.AnonymousEnabled}).
-		Register(a.echo, creditapi.Middleware{
+		Register(a.srv.Echo, creditapi.Middleware{
 			User:      a.verifier.Required(),
 			Admin:     a.adminGuard().Token(),
 			UserLimit: a.limiter.Middleware(ratelimit.Rule{Name: "credits", Limit: 60, Window: time.Minute, Key: ratelimit.ByUser}),
@@ -187,7 +185,7 @@ func (a *App) routesAccounts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mailer, err := account.NewMailer(a.conns.DB, sender, keys, account.MailConfig{
+	mailer, err := account.NewMailer(a.srv.DB, sender, keys, account.MailConfig{
 		BaseURL: a.cfg.AppBaseURL, VerifyTTL: account.DefaultVerifyTTL, ResetTTL: account.DefaultResetTTL,
 	}, log)
 	if err != nil {
@@ -200,18 +198,18 @@ func (a *App) routesAccounts(ctx context.Context) error {
 	}
 	a.mailer = mailer
 	lockoutUnavailable := account.NewLockoutUnavailableCounter()
-	if err := a.conns.Registry.Register(lockoutUnavailable); err != nil {
+	if err := a.srv.Registry.Register(lockoutUnavailable); err != nil {
 		return fmt.Errorf("register lockout metric: %w", err)
 	}
 	svc := account.NewService(account.Deps{
-		Pool:    a.conns.DB,
+		Pool:    a.srv.DB,
 		Hasher:  hasher,
 		Keys:    keys,
 		Mailer:  mailer,
 		Ledger:  a.ledger,
 		Credits: a.cfg.Credits,
 		Issuer:  auth.Issuer{Secret: a.cfg.JWTSecrets[0], TTL: c.TokenTTL},
-		Lockout: account.NewLockout(a.conns.Redis, a.cfg.RedisPrefix+"login:", account.LockoutConfig{
+		Lockout: account.NewLockout(a.srv.Redis, a.cfg.RedisPrefix+"login:", account.LockoutConfig{
 			Disabled: !a.cfg.RateLimits, Unavailable: lockoutUnavailable,
 		}),
 		MailLimiter: a.limiter,
@@ -224,12 +222,12 @@ func (a *App) routesAccounts(ctx context.Context) error {
 		Limiter:         a.limiter,
 		ChallengeTokens: a.cfg.ChallengeTokens,
 		TrustedProxies:  a.cfg.TrustedProxies,
-	}).Register(a.echo)
+	}).Register(a.srv.Echo)
 	return nil
 }
 
 // Handler returns the HTTP handler (for tests).
-func (a *App) Handler() http.Handler { return a.echo }
+func (a *App) Handler() http.Handler { return a.srv.Handler() }
 
 // Serve serves HTTP on ln, and the metrics on metrics (nil: nowhere; the
 // public listener never serves them), until ctx ends, then shuts down
@@ -240,7 +238,7 @@ func (a *App) Handler() http.Handler { return a.echo }
 func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 	return service.Lifecycle{
 		Serve: func(ctx context.Context) error {
-			return web.ServeWithMetrics(ctx, web.NewServer(a.echo), ln, metrics, a.conns.Registry, a.log, a.cfg.ShutdownTimeout)
+			return web.ServeWithMetrics(ctx, web.NewServer(a.srv.Echo), ln, metrics, a.srv.Registry, a.log, a.cfg.ShutdownTimeout)
 		},
 		Stop:    a.stopBackground,
 		Timeout: a.cfg.ShutdownTimeout,
@@ -274,7 +272,7 @@ func (a *App) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	a.stopBackground(ctx)
 	cancel()
-	a.conns.Close()
+	a.srv.Close()
 }
 
 // handleHealth is GET /health: 200 with the legacy message while the
@@ -283,8 +281,8 @@ func (a *App) Close() {
 func (a *App) handleHealth(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	status := rdb.Status(ctx, a.conns.Redis)
-	if err := a.conns.DB.Ping(ctx); err != nil {
+	status := rdb.Status(ctx, a.srv.Redis)
+	if err := a.srv.DB.Ping(ctx); err != nil {
 		a.log.Warn("health check failed", zap.Error(fmt.Errorf("database: %w", err)))
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{
 			"message": "API is unavailable", "database": "unavailable", "redis": status})

@@ -15,17 +15,17 @@ import (
 // into (in the transaction that queues an audio row or a video project)
 // and the job routes read.
 func (a *App) newJobs() error {
-	client, err := jobs.NewInsertClient(a.conns.DB)
+	client, err := jobs.NewInsertClient(a.srv.DB)
 	if err != nil {
 		return err
 	}
-	a.events = jobs.NewEvents(a.conns.Redis, a.cfg.RedisPrefix)
+	a.events = jobs.NewEvents(a.srv.Redis, a.cfg.RedisPrefix)
 	a.jobs = jobs.NewStore(jobs.Options{
-		Pool:     a.conns.DB,
+		Pool:     a.srv.DB,
 		River:    client,
 		Events:   a.events,
 		Ledger:   a.ledger,
-		Registry: jobs.NewRegistry(a.conns.Redis, a.cfg.RedisPrefix),
+		Registry: jobs.NewRegistry(a.srv.Redis, a.cfg.RedisPrefix),
 		Config:   a.cfg.Jobs,
 		Log:      a.log,
 	})
@@ -44,10 +44,10 @@ func (a *App) routesJobs() {
 		Limiter:  a.limiter,
 		// Without Redis a stream polls its row (docs/operations.md).
 		OnRedisError: a.failOpen.Func("job_events"),
-	}).Register(a.echo)
+	}).Register(a.srv.Echo)
 	if a.cfg.DevDiscordDir != "" && a.cfg.Environment == "local" {
 		rec := notify.NewRecorder(a.cfg.DevDiscordDir)
-		a.echo.POST("/dev/discord/webhook", echo.WrapHandler(http.HandlerFunc(rec.ServeHTTP)))
+		a.srv.Echo.POST("/dev/discord/webhook", echo.WrapHandler(http.HandlerFunc(rec.ServeHTTP)))
 		log.Info("fake discord webhook at /dev/discord/webhook", zap.String("dir", a.cfg.DevDiscordDir))
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
@@ -27,14 +26,14 @@ import (
 
 // App is a running gpusvc.
 type App struct {
-	cfg Config
-	log *zap.Logger
-	// conns are the database pool, Redis and the metrics registry.
-	conns    service.Conns
-	echo     *echo.Echo
+	cfg      Config
+	log      *zap.Logger
 	capacity *capacity.Limiter
-	jobs     *worker.Runner
-	ledger   *credits.Ledger
+	// srv is the database pool, Redis, the metrics registry and the
+	// router.
+	srv    *service.Web
+	jobs   *worker.Runner
+	ledger *credits.Ledger
 }
 
 // New opens the dependencies and builds the HTTP handler. Close releases
@@ -47,17 +46,16 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 	if cfg.Inference.Default == "" {
 		cfg.Inference.Default = nouns.Name
 	}
-	conns, err := service.Open(ctx, cfg.Common)
+	// No CORS: gpusvc is reached only through the proxy, which owns it.
+	srv, err := service.OpenWeb(ctx, cfg.Common, "gpusvc", log, false)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, conns: conns}
-	a.echo = web.New(web.Options{Service: "gpusvc", Log: log, Registry: a.conns.Registry, BodyLimit: cfg.BodyLimit,
-		TrustedProxies: cfg.TrustedProxies})
+	a := &App{cfg: cfg, log: log, srv: srv}
 	// gpusvc keeps /metrics on its own listener: it sits on the private
 	// network, reached only by the proxy (which never forwards /metrics)
 	// and Prometheus (docs/security.md, "What listens where").
-	a.echo.GET(web.MetricsPath, web.MetricsHandler(a.conns.Registry))
+	a.srv.Echo.GET(web.MetricsPath, web.MetricsHandler(a.srv.Registry))
 	if err := a.routes(); err != nil {
 		a.Close()
 		return nil, err
@@ -66,12 +64,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*App, error) {
 }
 
 // Handler returns the HTTP handler (for tests).
-func (a *App) Handler() http.Handler { return a.echo }
+func (a *App) Handler() http.Handler { return a.srv.Handler() }
 
 // Capacity returns the host's slot limiter (for tests and benchmarks).
 func (a *App) Capacity() *capacity.Limiter { return a.capacity }
 
 // Close releases Redis and the database pool.
 func (a *App) Close() {
-	a.conns.Close()
+	a.srv.Close()
 }

@@ -25,8 +25,8 @@ func (a *App) newJobRunner(backends map[string]inference.Backend, st storage.Sto
 		return fmt.Errorf("jobs: %w", err)
 	}
 	r, err := worker.New(worker.Options{
-		Pool:        a.conns.DB,
-		Redis:       a.conns.Redis,
+		Pool:        a.srv.DB,
+		Redis:       a.srv.Redis,
 		RedisPrefix: a.cfg.RedisPrefix,
 		Backend:     backend,
 		Storage:     st,

@@ -59,7 +59,7 @@ func (a *App) routes() error {
 		return err
 	}
 	defModels := map[string]string{a.cfg.Inference.Default: a.cfg.Inference.DefaultModel}
-	registry, err := models.NewRegistry(models.NewStore(a.conns.DB), backends, a.cfg.Inference.Default, defModels)
+	registry, err := models.NewRegistry(models.NewStore(a.srv.DB), backends, a.cfg.Inference.Default, defModels)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (a *App) routes() error {
 	a.capacity = capacity.New(capacity.Options{Slots: a.cfg.GPU.Slots, Queue: a.cfg.GPU.Queue, MaxWait: a.cfg.GPU.QueueWait,
 		Fair: a.cfg.Worker.Jobs.Fairness != jobs.FairnessFIFO})
 	// One ledger charges both the synchronous routes and the jobs.
-	ledger := credits.NewLedger(a.conns.DB, a.cfg.Credits.Options(nil))
+	ledger := credits.NewLedger(a.srv.DB, a.cfg.Credits.Options(nil))
 	a.ledger = ledger
 	holdOwner := a.cfg.PublicURL
 	if holdOwner == "" {
@@ -82,31 +82,31 @@ func (a *App) routes() error {
 		Registry:  registry,
 		Capacity:  a.capacity,
 		Charger:   ledger,
-		Images:    library.NewImages(a.conns.DB, store, a.log),
-		Parents:   generate.NewParents(a.conns.DB),
+		Images:    library.NewImages(a.srv.DB, store, a.log),
+		Parents:   generate.NewParents(a.srv.DB),
 		Limits:    a.cfg.Limits,
 		Timeout:   a.cfg.GPU.JobTimeout,
 		HoldFor:   a.cfg.HoldFor(),
 		HoldOwner: holdOwner,
-		Metrics:   generate.NewMetrics(a.conns.Registry, a.capacity),
+		Metrics:   generate.NewMetrics(a.srv.Registry, a.capacity),
 		Log:       a.log,
 	})
 	if err := a.newJobRunner(backends, store, gen, ledger); err != nil {
 		return err
 	}
-	revocations := auth.NewRevocations(a.conns.DB, a.conns.Redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)
+	revocations := auth.NewRevocations(a.srv.DB, a.srv.Redis, a.cfg.RedisPrefix, a.cfg.LegacyTokenCutoff)
 	// Every Redis use fails open (docs/operations.md, "Failure modes"),
 	// counted in redis_fail_open_total and logged at most every 10 s.
-	failOpen := rdb.NewFailOpen(a.conns.Registry, a.log)
+	failOpen := rdb.NewFailOpen(a.srv.Registry, a.log)
 	revocations.OnError = failOpen.Func("deny_list")
-	limiter := ratelimit.New(a.conns.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
+	limiter := ratelimit.New(a.srv.Redis, a.cfg.RedisPrefix+"ratelimit:", ratelimit.Options{
 		Disabled: !a.cfg.RateLimits,
 		OnError:  failOpen.Func("ratelimit"),
 	})
 	if !a.cfg.RateLimits {
 		a.log.Warn("rate limits are OFF (RATE_LIMITS=off)")
 	}
-	httpapi.Register(a.echo, httpapi.Options{
+	httpapi.Register(a.srv.Echo, httpapi.Options{
 		Generate:         gen,
 		Registry:         registry,
 		Capacity:         a.capacity,
@@ -134,11 +134,11 @@ func (a *App) routes() error {
 // modes"), so the proxy must not eject this host for it; redisStatus
 // reports it in the body.
 func (a *App) ping(ctx context.Context) error {
-	if err := a.conns.DB.Ping(ctx); err != nil {
+	if err := a.srv.DB.Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	return nil
 }
 
 // redisStatus is rdb.Status of this host's Redis, for /health.
-func (a *App) redisStatus(ctx context.Context) string { return rdb.Status(ctx, a.conns.Redis) }
+func (a *App) redisStatus(ctx context.Context) string { return rdb.Status(ctx, a.srv.Redis) }

@@ -32,7 +32,7 @@ func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 	}
 	var reg *apihost.Registrar
 	if a.cfg.RegisterHost {
-		reg = apihost.NewRegistrar(a.conns.DB, a.cfg.PublicURL)
+		reg = apihost.NewRegistrar(a.srv.DB, a.cfg.PublicURL)
 		if err := reg.Register(ctx); err != nil {
 			_ = ln.Close()
 			return err
@@ -50,7 +50,7 @@ func (a *App) Serve(ctx context.Context, ln, metrics net.Listener) error {
 		drain = max(drain-drainGrace, time.Second)
 	}
 	l := service.Lifecycle{
-		Serve: func(ctx context.Context) error { return web.Serve(ctx, web.NewServer(a.echo), ln, a.log, drain) },
+		Serve: func(ctx context.Context) error { return web.Serve(ctx, web.NewServer(a.srv.Echo), ln, a.log, drain) },
 		// Every live gpusvc sweeps the charge holds of dead ones (and its
 		// own, after a restart); concurrent sweeps are safe.
 		Background: []func(context.Context){func(ctx context.Context) {

@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/nounsai/sdserver/gpusvc/internal/capacity"
+	"github.com/nounsai/sdserver/shared/web"
 )
 
 // Metrics are the per-host Prometheus metrics of generation.
@@ -23,23 +24,14 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer, capa *capacity.Limiter) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
-		latency: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gpusvc_generation_duration_seconds",
-			Help:    "Time a job held a GPU slot (pacing + inference), by operation, backend and outcome.",
-			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300},
-		}, []string{"op", "backend", "outcome"}),
-		rejected: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "gpusvc_jobs_rejected_total",
-			Help: "Jobs refused with 503 because the host was full, by reason.",
-		}, []string{"reason"}),
-		refunds: f.NewCounter(prometheus.CounterOpts{
-			Name: "gpusvc_refunds_total",
-			Help: "Charges refunded after a failed job.",
-		}),
-		holdsLost: f.NewCounter(prometheus.CounterOpts{
-			Name: "gpusvc_holds_lost_total",
-			Help: "Requests that finished after the sweeper refunded their charge hold (answered 504, nothing stored).",
-		}),
+		latency: web.NewDurationHistogram(reg, "gpusvc_generation_duration_seconds",
+			"Time a job held a GPU slot, by operation, backend and outcome.", "op", "backend", "outcome"),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: "gpusvc_jobs_rejected_total",
+			Help: "Jobs refused with 503 because the host was full, by reason."}, []string{"reason"}),
+		refunds: f.NewCounter(prometheus.CounterOpts{Name: "gpusvc_refunds_total",
+			Help: "Charges refunded after a failed job."}),
+		holdsLost: f.NewCounter(prometheus.CounterOpts{Name: "gpusvc_holds_lost_total",
+			Help: "Requests that finished after the sweeper refunded their charge hold (answered 504, nothing stored)."}),
 	}
 	if capa != nil {
 		f.NewGaugeFunc(prometheus.GaugeOpts{Name: "gpusvc_slots", Help: "GPU slots (concurrent jobs) of this host."},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nounsai/sdserver/proxy/internal/balancer"
 	"github.com/nounsai/sdserver/shared/gpuroute"
+	"github.com/nounsai/sdserver/shared/web"
 )
 
 // Metrics holds the data path's Prometheus metrics. A nil *Metrics records
@@ -39,11 +40,8 @@ func NewMetrics(reg prometheus.Registerer, pools ...*balancer.Pool) *Metrics {
 			Name: "proxy_upstream_requests_total",
 			Help: "Requests forwarded, by route, upstream host and status class.",
 		}, []string{"route", "host", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "proxy_upstream_request_duration_seconds",
-			Help:    "Time from receiving a request to the end of its upstream response, by route and host.",
-			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 300},
-		}, []string{"route", "host"}),
+		duration: web.NewDurationHistogram(reg, "proxy_upstream_request_duration_seconds",
+			"Time from receiving a request to the end of its upstream response, by route and host.", "route", "host"),
 		noHosts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proxy_no_upstream_total",
 			Help: "Requests answered 503 because no upstream host was available, by route.",
@@ -58,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer, pools ...*balancer.Pool) *Metrics {
 		m.noHosts.WithLabelValues(r.String())
 		m.retries.WithLabelValues(r.String())
 	}
-	reg.MustRegister(m.requests, m.duration, m.noHosts, m.retries, &upstreamCollector{pools: pools})
+	reg.MustRegister(m.requests, m.noHosts, m.retries, &upstreamCollector{pools: pools})
 	return m
 }
 
