@@ -10,9 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// metricName matches a metric name given to client_golang: an Opts Name
-// field or the first argument of NewDesc.
-var metricName = regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*)"([a-z_:][a-z0-9_:]*)"`)
+// metricName matches a metric name given to client_golang (an Opts Name
+// field or the first argument of NewDesc) or to web.NewDurationHistogram
+// (its first string argument).
+var metricName = regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*|NewDurationHistogram\([^"]*)"([a-z_:][a-z0-9_:]*)"`)
 
 // exportedMetrics returns the metric names the code registers, read from
 // the current sources.
