@@ -120,10 +120,7 @@ func newStackWith(tb testing.TB, overrides map[string]string) *stack {
 	require.NotEmpty(tb, binDir, "TestMain builds the binaries")
 	dbURL := dbtest.NewURL(tb)
 	_, prefix := dbtest.Redis(tb)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	// Every request of the suite goes through the contract validator:
 	// an exchange api/openapi.yaml does not describe fails the test.
 	s := &stack{StorageDir: tb.TempDir(), OutboxDir: tb.TempDir(),

@@ -11,16 +11,22 @@ import (
 
 const defaultRedisURL = "redis://127.0.0.1:6379/0"
 
+// RedisURL returns the URL of the Redis tests use: $TEST_REDIS_URL, or
+// redis://127.0.0.1:6379/0.
+func RedisURL() string {
+	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return defaultRedisURL
+}
+
 // Redis returns a client on $TEST_REDIS_URL (default redis://127.0.0.1:6379/0)
 // and a key prefix unique to the test, "test:<random>:". Tests must put every
 // key they write under the prefix: when the test ends, all keys with it are
 // deleted and the client is closed.
 func Redis(tb testing.TB) (*redis.Client, string) {
 	tb.Helper()
-	raw := os.Getenv("TEST_REDIS_URL")
-	if raw == "" {
-		raw = defaultRedisURL
-	}
+	raw := RedisURL()
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
 		tb.Fatalf("dbtest: parse TEST_REDIS_URL: %v", err)

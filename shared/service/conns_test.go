@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
@@ -20,10 +19,7 @@ import (
 
 func TestOpenWeb(t *testing.T) {
 	t.Parallel()
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	common := config.Common{DatabaseURL: dbtest.NewURL(t), RedisURL: redisURL, BodyLimit: 1024}
 	for _, tc := range []struct {
 		name string

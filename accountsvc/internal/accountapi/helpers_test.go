@@ -44,10 +44,7 @@ func newEnv(tb testing.TB, rateLimits bool) *env {
 	tb.Helper()
 	dbURL := dbtest.NewURL(tb)
 	_, prefix := dbtest.Redis(tb)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	outbox := tb.TempDir()
 	rl := "off"
 	if rateLimits {

@@ -3,7 +3,6 @@ package app_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,10 +26,7 @@ func TestAdminGrantsAreRateLimitedAndAudited(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	_, prefix := dbtest.Redis(t)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	env := map[string]string{
 		"ENVIRONMENT":     "production",
 		"JWT_SECRET":      "k8Zq2vN0xR4tY7wP1mB5cD9fG3hJ6lS-jwt-secret",

@@ -139,10 +139,7 @@ func newLegacyApp(t *testing.T, dbURL string) http.Handler {
 	require.NoError(t, os.WriteFile(configFile, legacyConfig, 0o600))
 
 	_, prefix := dbtest.Redis(t)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	env := map[string]string{
 		"CONFIG_FILE":     configFile,
 		"DATABASE_URL":    dbURL,

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,10 +25,7 @@ import (
 func TestMetricsOnlyOnInternalListener(t *testing.T) {
 	t.Parallel()
 	_, prefix := dbtest.Redis(t)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	dir := t.TempDir()
 	cfg, err := app.LoadConfig(config.FromMap(map[string]string{
 		"DATABASE_URL":    dbtest.NewURL(t),

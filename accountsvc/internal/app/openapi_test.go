@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -23,10 +22,7 @@ import (
 func TestRoutesMatchOpenAPI(t *testing.T) {
 	t.Parallel()
 	_, prefix := dbtest.Redis(t)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	dir := t.TempDir()
 	cfg, err := app.LoadConfig(config.FromMap(map[string]string{
 		"DATABASE_URL":    dbtest.NewURL(t),

@@ -60,10 +60,7 @@ type stack struct {
 func testConfig(tb testing.TB) app.Config {
 	tb.Helper()
 	_, prefix := dbtest.Redis(tb)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	return app.Config{
 		Common: config.Common{
 			Environment:      "local",

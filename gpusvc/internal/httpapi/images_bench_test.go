@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,10 +39,7 @@ const (
 // rest, the pipeline overhead, per request.
 func BenchmarkPostImages512(b *testing.B) {
 	ctx := context.Background()
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	_, prefix := dbtest.Redis(b)
 	cfg := app.Config{
 		Common: config.Common{

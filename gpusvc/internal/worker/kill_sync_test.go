@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -43,10 +42,7 @@ func TestKill9DuringSyncGenerationRefundsOnce(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	_, prefix := dbtest.Redis(t)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	dir := t.TempDir()
 	common := []string{
 		"DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "REDIS_PREFIX=" + prefix,

@@ -108,10 +108,7 @@ func TestKill9ThenRestartCompletesOnce(t *testing.T) {
 	stDir := filepath.Join(dir, "storage")
 	st, err := storage.NewLocal(stDir, "http://127.0.0.1:8080/media")
 	require.NoError(t, err)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	vars := []string{
 		"DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "REDIS_PREFIX=" + prefix, "HTTP_ADDR=127.0.0.1:0",
 		"STORAGE_DIR=" + stDir, "OUTBOX_DIR=" + filepath.Join(dir, "outbox"), "INFERENCE_BACKEND=nouns",

@@ -139,10 +139,7 @@ func New(tb testing.TB, opts Options) *Env {
 // database (api_hosts, empty) and Redis prefix, and returns its URL.
 func startProxy(tb testing.TB, bin, direct, databaseURL, redisPrefix string, opts Options) string {
 	tb.Helper()
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
-	}
+	redisURL := dbtest.RedisURL()
 	bodyLimit := opts.BodyLimit
 	if bodyLimit == 0 {
 		bodyLimit = 5 << 20
