@@ -87,24 +87,25 @@ d_f=$lat_f d_render=$render_ms
 procs=(proxy gpusvc accountsvc)
 declare -A ticks0=()
 for p in "${procs[@]}"; do ticks0[$p]=$(cpu_ticks "$p"); done
-t0=$(cpu_ticks "${procs[@]}")
 tp_f=$WORK/throughput.json
 "$BIN/benchtool" closed -url "http://$proxy_addr/images" -method POST -c $((2 * cores)) -duration "${secs}s" -label throughput \
 	-H "challenge-token: $CHALLENGE" -H "Authorization: $USER_TOKEN" -H "Content-Type: application/json" \
 	-body "$body" >"$tp_f" 2>>"$WORK/benchtool.log" || die "throughput run failed"
-t1=$(cpu_ticks "${procs[@]}")
+declare -A ticks1=()
+for p in "${procs[@]}"; do ticks1[$p]=$(cpu_ticks "$p"); done
 sampler_stop
 hz=$(getconf CLK_TCK)
-cpu_s=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
 ips=$(jget "$tp_f" per_sec)
 ok=$(jget "$tp_f" ok)
-# CPU per image of each service: where a change in images per CPU-second
-# comes from.
-per_image=()
+# The services' CPU in all, and per image for each (where a change in
+# images per CPU-second comes from).
+ticks=0 per_image=()
 for p in "${procs[@]}"; do
-	per_image+=("$p $(awk -v a="${ticks0[$p]}" -v b="$(cpu_ticks "$p")" -v hz="$hz" -v n="$ok" \
-		'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1000 / hz / n; else print "n/a" }') ms")
+	d=$((ticks1[$p] - ticks0[$p]))
+	ticks=$((ticks + d))
+	per_image+=("$p $(awk -v d="$d" -v hz="$hz" -v n="$ok" 'BEGIN { if (n > 0) printf "%.2f", d * 1000 / hz / n; else print "n/a" }') ms")
 done
+cpu_s=$(awk -v t="$ticks" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
 
 ov() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 p50_ov=$(ov "$(jget "$p_f" p50_ms)" "$p_render")
